@@ -1,0 +1,160 @@
+//! HTTP and HTTPS probes: status range, body substring, Host header, extra headers, TLS checks.
+
+use std::net::{IpAddr, SocketAddr};
+
+use reqwest::header::{HOST, HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Client, Url, redirect};
+
+use super::{describe_error, url_host};
+use crate::config::HttpCheck;
+
+/// The shared HTTP clients: one that verifies certificates, one that does not.
+///
+/// Every probe opens a fresh connection (no idle pool): a server that stops accepting new
+/// connections must fail its check even if an old keep-alive connection still works.
+#[derive(Debug, Clone)]
+pub struct HttpClients {
+    verified: Client,
+    unverified: Client,
+}
+
+impl HttpClients {
+    pub fn new() -> Result<Self, String> {
+        // reqwest is built without a default crypto provider: use ring, once per process.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Ok(Self {
+            verified: builder(true).build().map_err(|e| e.to_string())?,
+            unverified: builder(false).build().map_err(|e| e.to_string())?,
+        })
+    }
+}
+
+fn builder(verify: bool) -> reqwest::ClientBuilder {
+    Client::builder()
+        // Probes must reach the node itself, never an HTTP proxy from the environment.
+        .no_proxy()
+        // A redirect is an answer: 3xx is judged against expect_status, not followed.
+        .redirect(redirect::Policy::none())
+        .pool_max_idle_per_host(0)
+        .user_agent(concat!(
+            "failoverd/",
+            env!("CARGO_PKG_VERSION"),
+            " (health check)"
+        ))
+        .tls_danger_accept_invalid_certs(!verify)
+}
+
+#[derive(Debug)]
+pub struct HttpProbe {
+    client: Client,
+    url: Url,
+    headers: HeaderMap,
+    expect_status: (u16, u16),
+    expect_body: Option<String>,
+    body_limit: u64,
+}
+
+impl HttpProbe {
+    pub fn new(ip: IpAddr, check: &HttpCheck, clients: &HttpClients) -> Result<Self, String> {
+        let url_text = check.url_template.replace("{address}", &url_host(ip));
+        let mut url = Url::parse(&url_text).map_err(|e| format!("`{url_text}`: {e}"))?;
+        let mut headers = HeaderMap::new();
+        for (name, value) in &check.headers {
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
+            headers.insert(
+                name,
+                HeaderValue::from_str(value).map_err(|e| e.to_string())?,
+            );
+        }
+        let client = match (&check.host_header, check.https) {
+            // HTTPS with a Host: connect to the node, but speak TLS (SNI, certificate name) as
+            // the host name, as a browser that resolved the name to this node would.
+            (Some(host), true) => {
+                let port = url.port_or_known_default().unwrap_or(443);
+                let host_only = host.split(':').next().unwrap_or(host);
+                url.set_host(Some(host_only))
+                    .map_err(|e| format!("host `{host}`: {e}"))?;
+                builder(check.tls_verify)
+                    .resolve(host_only, SocketAddr::new(ip, port))
+                    .build()
+                    .map_err(|e| e.to_string())?
+            }
+            (Some(host), false) => {
+                headers.insert(
+                    HOST,
+                    HeaderValue::from_str(host).map_err(|e| e.to_string())?,
+                );
+                clients.verified.clone()
+            }
+            (None, _) if check.tls_verify => clients.verified.clone(),
+            (None, _) => clients.unverified.clone(),
+        };
+        Ok(Self {
+            client,
+            url,
+            headers,
+            expect_status: check.expect_status,
+            expect_body: check.expect_body.clone(),
+            body_limit: check.body_limit,
+        })
+    }
+
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    pub async fn run(&self) -> Result<(), String> {
+        let mut response = self
+            .client
+            .get(self.url.clone())
+            .headers(self.headers.clone())
+            .send()
+            .await
+            .map_err(|e| describe_error(&e))?;
+        let status = response.status().as_u16();
+        let (lo, hi) = self.expect_status;
+        if !(lo..=hi).contains(&status) {
+            let expected = if lo == hi {
+                lo.to_string()
+            } else {
+                format!("{lo}-{hi}")
+            };
+            return Err(format!("HTTP {status} (expected {expected})"));
+        }
+        let Some(needle) = &self.expect_body else {
+            return Ok(());
+        };
+        let mut body: Vec<u8> = Vec::new();
+        while (body.len() as u64) < self.body_limit {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    let room = (self.body_limit as usize).saturating_sub(body.len());
+                    body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    if contains(&body, needle.as_bytes()) {
+                        return Ok(());
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return Err(format!("reading the body: {}", describe_error(&e))),
+            }
+        }
+        let limit = format_bytes(self.body_limit);
+        Err(format!(
+            "body did not contain {needle:?} (read {} of at most {limit})",
+            format_bytes(body.len() as u64)
+        ))
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// `64 KiB`, `512 B`: sizes in messages.
+fn format_bytes(n: u64) -> String {
+    if n >= 1024 && n % 1024 == 0 {
+        format!("{} KiB", n / 1024)
+    } else {
+        format!("{n} B")
+    }
+}

@@ -1,0 +1,156 @@
+//! The YAML file exactly as written: serde types with defaults and `deny_unknown_fields`.
+//!
+//! Nothing here is trusted yet; `config::validate` turns these into the immutable `Config`.
+//! Fields that cross-checks point back to are `Spanned`, so an error can name their line.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::duration::HumanDuration;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub zone: Spanned<String>,
+    #[serde(rename = "self", default)]
+    pub self_id: Option<Spanned<String>>,
+    #[serde(default)]
+    pub dns: DnsSection,
+    #[serde(default)]
+    pub dashboard: DashboardSection,
+    #[serde(default)]
+    pub defaults: TimingSection,
+    pub nodes: Vec<NodeEntry>,
+    pub checks: Vec<CheckEntry>,
+    pub hostnames: Vec<HostnameEntry>,
+    #[serde(default)]
+    pub notify: Option<NotifySection>,
+    #[serde(default)]
+    pub cluster: Option<ClusterSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsSection {
+    pub listen: Option<Vec<Spanned<String>>>,
+    pub ttl: Option<HumanDuration>,
+    /// TTL of the apex NS records and their glue, which change only with the configuration.
+    pub ns_ttl: Option<HumanDuration>,
+    pub nameservers: Option<Spanned<String>>,
+    /// Mailbox written into the SOA record (`hostmaster@zone` by default).
+    pub hostmaster: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardSection {
+    pub listen: Option<Spanned<String>>,
+    pub refresh: Option<HumanDuration>,
+}
+
+/// Timing keys, used both under `defaults:` and inside each check.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimingSection {
+    pub interval: Option<Spanned<HumanDuration>>,
+    pub retry_interval: Option<Spanned<HumanDuration>>,
+    pub timeout: Option<Spanned<HumanDuration>>,
+    pub fall: Option<Spanned<u32>>,
+    pub rise: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeEntry {
+    pub id: Spanned<String>,
+    pub address: Option<Spanned<String>>,
+    pub addresses: Option<Vec<Spanned<String>>>,
+    /// Where the agents reach the node when that differs from the published address (NAT).
+    pub probe_address: Option<Spanned<String>>,
+    pub priority: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckEntry {
+    pub id: Spanned<String>,
+    #[serde(rename = "type")]
+    pub kind: Spanned<String>,
+    // http / https
+    pub url: Option<Spanned<String>>,
+    pub expect_status: Option<Spanned<StatusSpec>>,
+    pub expect_body: Option<String>,
+    pub host: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub tls_verify: Option<bool>,
+    pub body_limit: Option<Spanned<u64>>,
+    // tcp
+    pub port: Option<Spanned<u16>>,
+    pub send: Option<String>,
+    pub expect: Option<String>,
+    // timing overrides
+    pub interval: Option<Spanned<HumanDuration>>,
+    pub retry_interval: Option<Spanned<HumanDuration>>,
+    pub timeout: Option<Spanned<HumanDuration>>,
+    pub fall: Option<Spanned<u32>>,
+    pub rise: Option<Spanned<u32>>,
+}
+
+/// `expect_status` may be written as a number (`200`) or a range string (`"200-399"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum StatusSpec {
+    Code(u16),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostnameEntry {
+    pub name: Spanned<String>,
+    pub checks: Vec<Spanned<String>>,
+    /// Restricts the name to these nodes; every node by default.
+    pub nodes: Option<Vec<Spanned<String>>>,
+    pub mode: Option<Spanned<String>>,
+    pub when_all_down: Option<Spanned<String>>,
+    /// `any` (default), `ipv4` or `ipv6`: which address families the name publishes.
+    pub family: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySection {
+    pub email: Option<EmailSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // read once email delivery is built; parsed now so complete files validate
+pub struct EmailSection {
+    pub smtp: SmtpSection,
+    pub from: String,
+    pub to: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // as above
+pub struct SmtpSection {
+    pub host: String,
+    pub port: Option<u16>,
+    pub tls: Option<Spanned<String>>,
+    pub username: Option<String>,
+    pub password_env: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // read once agreement between agents is built
+pub struct ClusterSection {
+    pub listen: Option<Spanned<String>>,
+    pub secret_env: Option<String>,
+    pub quorum: Option<Spanned<String>>,
+}

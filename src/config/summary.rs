@@ -1,0 +1,148 @@
+//! The human summary `failoverd check-config` prints for a valid configuration.
+
+use std::fmt::Write;
+
+use super::{CheckKind, Config, Mode, SelfSource, WhenAllDown, format_duration};
+
+impl Config {
+    /// What the agent will do with this file: nodes, checks, hostnames and which node this is.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let zone = self.zone.to_ascii();
+        let zone = zone.trim_end_matches('.');
+        let _ = writeln!(out, "{}: valid", self.path.display());
+        let _ = writeln!(out, "zone      {zone}");
+        let this = match (&self.self_node, &self.self_source) {
+            (Some(i), SelfSource::Configured) => format!("{} (from `self`)", self.nodes[*i].id),
+            (Some(i), _) => format!(
+                "{} (found from this machine's addresses)",
+                self.nodes[*i].id
+            ),
+            (None, SelfSource::Ambiguous(ids)) => {
+                format!(
+                    "not set: several nodes' addresses are local ({}); set `self`",
+                    ids.join(", ")
+                )
+            }
+            (None, _) => "not set: no node address is on this machine; set `self`".to_string(),
+        };
+        let _ = writeln!(out, "this node {this}");
+        let listen: Vec<String> = self.dns.listen.iter().map(|a| a.to_string()).collect();
+        let _ = writeln!(
+            out,
+            "dns       listen {} (UDP+TCP), ttl {}, NS ttl {}",
+            listen.join(", "),
+            format_duration(self.dns.ttl),
+            format_duration(self.dns.ns_ttl)
+        );
+        let _ = writeln!(out, "dashboard {}", self.dashboard.listen);
+
+        let _ = writeln!(out, "\nnodes ({}), best first:", self.nodes.len());
+        let mut order: Vec<usize> = (0..self.nodes.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (a, b) = (&self.nodes[a], &self.nodes[b]);
+            b.priority.cmp(&a.priority).then_with(|| a.id.cmp(&b.id))
+        });
+        for i in order {
+            let n = &self.nodes[i];
+            let addrs: Vec<String> = n.addresses.iter().map(|a| a.to_string()).collect();
+            let probe = if n.addresses.first() != Some(&n.probe_address) {
+                format!(" (probed at {})", n.probe_address)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                out,
+                "  {:<12} priority {:<5} {}{probe}",
+                n.id,
+                n.priority,
+                addrs.join(", ")
+            );
+        }
+
+        let _ = writeln!(
+            out,
+            "\nchecks ({}), run against every node:",
+            self.checks.len()
+        );
+        for c in &self.checks {
+            let what = match &c.kind {
+                CheckKind::Http(h) => {
+                    let mut s = format!(
+                        "{} expect {}-{}",
+                        h.url_template, h.expect_status.0, h.expect_status.1
+                    );
+                    if let Some(body) = &h.expect_body {
+                        let _ = write!(s, ", body contains {body:?}");
+                    }
+                    if !h.tls_verify {
+                        s.push_str(", TLS not verified");
+                    }
+                    s
+                }
+                CheckKind::Tcp(t) => format!("port {}", t.port),
+            };
+            let t = &c.timing;
+            let _ = writeln!(
+                out,
+                "  {:<12} {:<5} {what}\n  {:<12}       every {} (retry {}), timeout {}, fall {}, rise {}",
+                c.id,
+                c.kind.type_name(),
+                "",
+                format_duration(t.interval),
+                format_duration(t.retry_interval),
+                format_duration(t.timeout),
+                t.fall,
+                t.rise
+            );
+        }
+
+        let _ = writeln!(out, "\nhostnames ({}):", self.hostnames.len());
+        for h in &self.hostnames {
+            let checks: Vec<&str> = h
+                .checks
+                .iter()
+                .map(|&c| self.checks[c].id.as_str())
+                .collect();
+            let nodes: Vec<&str> = h.nodes.iter().map(|&n| self.nodes[n].id.as_str()).collect();
+            let mode = match h.mode {
+                Mode::Failover => "failover",
+                Mode::All => "all",
+            };
+            let down = match h.when_all_down {
+                WhenAllDown::All => "all",
+                WhenAllDown::None => "none",
+                WhenAllDown::Last => "last",
+            };
+            let fqdn = h.fqdn.to_ascii();
+            let _ = writeln!(
+                out,
+                "  {:<28} mode {mode}, when all down: {down}, checks [{}], nodes [{}]",
+                fqdn.trim_end_matches('.'),
+                checks.join(", "),
+                nodes.join(", ")
+            );
+        }
+        let _ = writeln!(out, "\nnameservers: {}", {
+            let names: Vec<String> = self
+                .nodes
+                .iter()
+                .map(|n| format!("ns-{}.{zone}", n.id))
+                .collect();
+            names.join(", ")
+        });
+        if self.notify_configured {
+            let _ = writeln!(
+                out,
+                "notify.email: accepted, but email delivery is not part of this build yet"
+            );
+        }
+        if self.cluster_configured {
+            let _ = writeln!(
+                out,
+                "cluster: accepted, but agreement between agents is not part of this build yet (each agent decides alone)"
+            );
+        }
+        out
+    }
+}

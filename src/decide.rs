@@ -1,0 +1,230 @@
+//! Which nodes every hostname answers with, from which pairs are up. Pure and deterministic:
+//! every agent given the same inputs computes the same answer.
+//!
+//! A node is *eligible* for a hostname when every check the hostname lists is up on it.
+//! Eligible nodes are ranked by priority, highest first; equal priorities by node id.
+//!
+//! | eligible | mode     | when_all_down | answer                                            |
+//! |----------|----------|---------------|---------------------------------------------------|
+//! | ≥ 1      | failover | –             | the first ranked eligible node                    |
+//! | ≥ 1      | all      | –             | every eligible node, ranked                       |
+//! | 0        | any      | all           | every node of the hostname, ranked (fail open)    |
+//! | 0        | any      | none          | no node (NOERROR, no address)                     |
+//! | 0        | any      | last          | the previous answer; every node if there was none |
+//!
+//! Failback is automatic: a higher-priority node that becomes eligible again ranks first again.
+
+use crate::config::{Config, Mode, WhenAllDown};
+
+/// The answer for one hostname.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Indexes into `Config::nodes`, in answer order.
+    pub nodes: Vec<usize>,
+    pub reason: Reason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// At least one node passes every check of the hostname.
+    Healthy,
+    /// No node is eligible; `when_all_down: all` answers with every node.
+    AllDownFailOpen,
+    /// No node is eligible; `when_all_down: none` answers with nothing.
+    AllDownEmpty,
+    /// No node is eligible; `when_all_down: last` keeps the previous answer.
+    AllDownKeptLast,
+}
+
+impl Reason {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Reason::Healthy => "healthy",
+            Reason::AllDownFailOpen => {
+                "all nodes down: answering with every node (when_all_down: all)"
+            }
+            Reason::AllDownEmpty => {
+                "all nodes down: answering with no address (when_all_down: none)"
+            }
+            Reason::AllDownKeptLast => {
+                "all nodes down: keeping the last answer (when_all_down: last)"
+            }
+        }
+    }
+}
+
+/// Decides every hostname's answer.
+///
+/// `up[pair]` tells whether a (node, check) pair is confirmed up (see `Config::pair_index`);
+/// `previous` is the last published decision per hostname (empty at start), used by `last`.
+pub fn decide(config: &Config, up: &[bool], previous: &[Decision]) -> Vec<Decision> {
+    config
+        .hostnames
+        .iter()
+        .enumerate()
+        .map(|(h, hostname)| {
+            let mut ranked = hostname.nodes.clone();
+            ranked.sort_by(|&a, &b| {
+                let (na, nb) = (&config.nodes[a], &config.nodes[b]);
+                nb.priority
+                    .cmp(&na.priority)
+                    .then_with(|| na.id.cmp(&nb.id))
+            });
+            let eligible: Vec<usize> = ranked
+                .iter()
+                .copied()
+                .filter(|&n| hostname.checks.iter().all(|&c| up[config.pair_index(n, c)]))
+                .collect();
+            if !eligible.is_empty() {
+                let nodes = match hostname.mode {
+                    Mode::Failover => vec![eligible[0]],
+                    Mode::All => eligible,
+                };
+                return Decision {
+                    nodes,
+                    reason: Reason::Healthy,
+                };
+            }
+            match hostname.when_all_down {
+                WhenAllDown::All => Decision {
+                    nodes: ranked,
+                    reason: Reason::AllDownFailOpen,
+                },
+                WhenAllDown::None => Decision {
+                    nodes: Vec::new(),
+                    reason: Reason::AllDownEmpty,
+                },
+                WhenAllDown::Last => match previous.get(h) {
+                    Some(prev) if !prev.nodes.is_empty() => Decision {
+                        nodes: prev.nodes.clone(),
+                        reason: Reason::AllDownKeptLast,
+                    },
+                    _ => Decision {
+                        nodes: ranked,
+                        reason: Reason::AllDownFailOpen,
+                    },
+                },
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// Three nodes: a (prio 10), b (prio 5), c (prio 5); checks web and sip; hostnames of each mode.
+    fn config() -> Config {
+        crate::config::parse(
+            Path::new("test.yaml"),
+            r#"
+zone: ha.example.com
+self: a
+dns: { listen: ["127.0.0.1:0"] }
+nodes:
+  - { id: c, address: 192.0.2.3, priority: 5 }
+  - { id: a, address: 192.0.2.1, priority: 10 }
+  - { id: b, address: 192.0.2.2, priority: 5 }
+checks:
+  - { id: web, type: http, url: "http://{address}/" }
+  - { id: sip, type: tcp, port: 5060 }
+hostnames:
+  - { name: fo, checks: [web] }
+  - { name: both, checks: [web, sip], mode: all }
+  - { name: none, checks: [web], when_all_down: none }
+  - { name: last, checks: [web], when_all_down: last }
+"#,
+        )
+        .expect("test config is valid")
+    }
+
+    const C: usize = 0;
+    const A: usize = 1;
+    const B: usize = 2;
+
+    /// `web` and `sip` are the sets of nodes where those checks are up.
+    fn up(cfg: &Config, web: &[usize], sip: &[usize]) -> Vec<bool> {
+        (0..cfg.pair_count())
+            .map(|p| {
+                let (n, c) = cfg.pair(p);
+                if c == 0 {
+                    web.contains(&n)
+                } else {
+                    sip.contains(&n)
+                }
+            })
+            .collect()
+    }
+
+    fn nodes(d: &[Decision]) -> Vec<Vec<usize>> {
+        d.iter().map(|d| d.nodes.clone()).collect()
+    }
+
+    #[test]
+    fn follows_the_table() {
+        let cfg = config();
+        let all = [A, B, C];
+        // (web up on, sip up on, expected [fo, both, none, last] with no previous answer)
+        let table: &[(&[usize], &[usize], [&[usize]; 4])] = &[
+            (&all, &all, [&[A], &[A, B, C], &[A], &[A]]),
+            // tie between b and c (priority 5) is broken by id
+            (&[B, C], &all, [&[B], &[B, C], &[B], &[B]]),
+            (&[C], &all, [&[C], &[C], &[C], &[C]]),
+            // `both` needs web and sip on the same node
+            (&[A, B], &[C], [&[A], &[A, B, C], &[A], &[A]]),
+            (&[A, B], &[B], [&[A], &[B], &[A], &[A]]),
+            // all down: fail open, empty, last (no previous: fail open)
+            (&[], &all, [&[A, B, C], &[A, B, C], &[], &[A, B, C]]),
+        ];
+        for (web, sip, want) in table {
+            let got = decide(&cfg, &up(&cfg, web, sip), &[]);
+            let want: Vec<Vec<usize>> = want.iter().map(|w| w.to_vec()).collect();
+            assert_eq!(nodes(&got), want, "web up on {web:?}, sip up on {sip:?}");
+        }
+    }
+
+    #[test]
+    fn reasons_say_why() {
+        let cfg = config();
+        let got = decide(&cfg, &up(&cfg, &[], &[]), &[]);
+        let reasons: Vec<Reason> = got.iter().map(|d| d.reason).collect();
+        assert_eq!(
+            reasons,
+            [
+                Reason::AllDownFailOpen,
+                Reason::AllDownFailOpen,
+                Reason::AllDownEmpty,
+                Reason::AllDownFailOpen
+            ]
+        );
+    }
+
+    #[test]
+    fn last_keeps_the_previous_answer_and_failback_is_automatic() {
+        let cfg = config();
+        let healthy = decide(&cfg, &up(&cfg, &[B], &[]), &[]);
+        assert_eq!(healthy[3].nodes, [B]);
+        let down = decide(&cfg, &up(&cfg, &[], &[]), &healthy);
+        assert_eq!(
+            down[3],
+            Decision {
+                nodes: vec![B],
+                reason: Reason::AllDownKeptLast
+            }
+        );
+        // still down: keeps it again
+        let still = decide(&cfg, &up(&cfg, &[], &[]), &down);
+        assert_eq!(still[3].nodes, [B]);
+        // a recovers: takes every name back
+        let back = decide(&cfg, &up(&cfg, &[A, B], &[A]), &still);
+        assert_eq!(nodes(&back), [vec![A], vec![A], vec![A], vec![A]]);
+    }
+
+    #[test]
+    fn same_inputs_same_answer() {
+        let cfg = config();
+        let u = up(&cfg, &[B, C], &[C]);
+        assert_eq!(decide(&cfg, &u, &[]), decide(&cfg, &u, &[]));
+    }
+}

@@ -1,0 +1,190 @@
+//! The embedded authoritative DNS server: sockets, the hickory request handler, and EDNS.
+//!
+//! The handler loads the current [`Zone`] from an `ArcSwap` and answers from it; it never waits
+//! on a lock or on I/O. Answer rules live in [`respond`], the zone's contents in [`zone`].
+
+pub mod respond;
+pub mod zone;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hickory_proto::op::{Edns, Metadata, OpCode, ResponseCode};
+use hickory_server::Server;
+use hickory_server::net::runtime::Time;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::{TcpListener, UdpSocket};
+
+pub use zone::Zone;
+
+/// The UDP payload size we advertise and never exceed (the DNS flag day 2020 value: no IP
+/// fragmentation on any common path). Larger answers are truncated and retried over TCP.
+pub const EDNS_PAYLOAD: u16 = 1232;
+/// How long an idle TCP client may hold a connection.
+const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Answers queries from the zone currently published by the health task.
+pub struct ZoneHandler {
+    zone: Arc<ArcSwap<Zone>>,
+}
+
+impl ZoneHandler {
+    pub fn new(zone: Arc<ArcSwap<Zone>>) -> Self {
+        Self { zone }
+    }
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for ZoneHandler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response_handle: R,
+    ) -> ResponseInfo {
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+
+        // EDNS: answer in kind, with our size capped so UDP answers are never fragmented.
+        let response_edns = request.edns.as_ref().map(|req| {
+            let mut edns = Edns::new();
+            edns.set_max_payload(req.max_payload().clamp(512, EDNS_PAYLOAD));
+            edns.set_version(0);
+            edns
+        });
+        let builder = match &response_edns {
+            Some(edns) => MessageResponseBuilder::new(&request.queries, Some(edns)),
+            None => MessageResponseBuilder::new(&request.queries, None),
+        };
+
+        let error = if request.metadata.op_code != OpCode::Query {
+            Some(ResponseCode::NotImp)
+        } else if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
+            Some(ResponseCode::BADVERS)
+        } else if request.queries.len() != 1 {
+            Some(ResponseCode::FormErr)
+        } else {
+            None
+        };
+        if let Some(code) = error {
+            let response = builder.error_msg(&request.metadata, code);
+            return send(&mut response_handle, response, &request.metadata).await;
+        }
+
+        let zone = self.zone.load();
+        let query = &request.queries.queries()[0];
+        let answer = respond::respond(&zone, query.name(), query.query_type(), query.query_class());
+        metadata.response_code = answer.rcode;
+        metadata.authoritative = answer.authoritative;
+        let response = builder.build(
+            metadata,
+            answer.answers,
+            answer.authority,
+            [],
+            answer.additional,
+        );
+        send(&mut response_handle, response, &request.metadata).await
+    }
+}
+
+async fn send<'a, R: ResponseHandler>(
+    handle: &mut R,
+    response: hickory_server::zone_handler::MessageResponse<
+        '_,
+        'a,
+        impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+        impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+        impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+        impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+    >,
+    request: &Metadata,
+) -> ResponseInfo {
+    match handle.send_response(response).await {
+        Ok(info) => info,
+        Err(error) => {
+            tracing::debug!(%error, "could not send a DNS response");
+            let mut metadata = Metadata::response_from_request(request);
+            metadata.response_code = ResponseCode::ServFail;
+            hickory_proto::op::Header {
+                metadata,
+                counts: Default::default(),
+            }
+            .into()
+        }
+    }
+}
+
+/// The DNS sockets, bound before anything serves.
+pub struct DnsSockets {
+    udp: Vec<UdpSocket>,
+    tcp: Vec<TcpListener>,
+}
+
+impl DnsSockets {
+    /// Binds UDP and TCP on every address. An IPv6 wildcard is bound IPv6-only, so that
+    /// `0.0.0.0:53` and `[::]:53` can both be listed.
+    pub fn bind(addrs: &[SocketAddr]) -> Result<Self, (SocketAddr, io::Error)> {
+        let mut udp = Vec::new();
+        let mut tcp = Vec::new();
+        for &addr in addrs {
+            let u = bind_socket(addr, Type::DGRAM).map_err(|e| (addr, e))?;
+            // Port 0 (tests): TCP goes on the port UDP got, so one address answers both.
+            let tcp_addr = u
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_socket())
+                .unwrap_or(addr);
+            let t = bind_socket(tcp_addr, Type::STREAM).map_err(|e| (tcp_addr, e))?;
+            t.listen(1024).map_err(|e| (tcp_addr, e))?;
+            udp.push(UdpSocket::from_std(u.into()).map_err(|e| (addr, e))?);
+            tcp.push(TcpListener::from_std(t.into()).map_err(|e| (addr, e))?);
+        }
+        Ok(Self { udp, tcp })
+    }
+
+    /// The addresses really bound (ports filled in when 0 was asked).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.udp
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
+    }
+
+    /// Starts serving; the returned server stops with `shutdown_gracefully`.
+    pub fn serve(self, zone: Arc<ArcSwap<Zone>>) -> Server<ZoneHandler> {
+        let mut server = Server::new(ZoneHandler::new(zone));
+        for socket in self.udp {
+            server.register_socket(socket);
+        }
+        for listener in self.tcp {
+            server.register_listener(listener, TCP_IDLE_TIMEOUT, 65_535);
+        }
+        server
+    }
+}
+
+fn bind_socket(addr: SocketAddr, kind: Type) -> io::Result<Socket> {
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let protocol = if kind == Type::DGRAM {
+        Protocol::UDP
+    } else {
+        Protocol::TCP
+    };
+    let socket = Socket::new(domain, kind, Some(protocol))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    if kind == Type::STREAM {
+        socket.set_reuse_address(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket)
+}

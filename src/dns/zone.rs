@@ -1,0 +1,157 @@
+//! The zone as DNS records, built whole from the configuration and the current decisions.
+//!
+//! A `Zone` is an immutable value: the health task builds a new one on every change and swaps it
+//! in; queries only read it. Every RRset a query can ask for is prebuilt here, so answering is a
+//! hash lookup and a slice.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use hickory_proto::rr::rdata::{A, AAAA, NS, SOA};
+use hickory_proto::rr::{LowerName, Name, RData, Record};
+
+use crate::config::Config;
+use crate::decide::Decision;
+
+/// SOA timers. Nothing transfers this zone (AXFR is refused), so only MINIMUM matters to
+/// resolvers; the others are conventional values for a secondary that is never configured.
+const SOA_REFRESH: i32 = 3600;
+const SOA_RETRY: i32 = 600;
+const SOA_EXPIRE: i32 = 86400;
+
+/// Records owned by one name of the zone.
+#[derive(Debug, Default, Clone)]
+pub struct NameRecords {
+    pub a: Vec<Record>,
+    pub aaaa: Vec<Record>,
+    /// `a` then `aaaa`, for ANY queries.
+    pub any: Vec<Record>,
+}
+
+/// Everything the DNS server needs to answer, for one moment.
+#[derive(Debug, Clone)]
+pub struct Zone {
+    pub origin: LowerName,
+    /// False until the first full round of checks is done: queries in the zone get SERVFAIL.
+    pub ready: bool,
+    pub serial: u32,
+    /// The SOA RRset (one record), also used in the authority section of negative answers.
+    pub soa: Vec<Record>,
+    pub ns: Vec<Record>,
+    /// A/AAAA records of in-zone nameserver names, for the additional section.
+    pub glue: Vec<Record>,
+    /// SOA and NS together, for ANY at the apex.
+    pub apex_any: Vec<Record>,
+    /// Every existing name below the apex, including empty non-terminals (no records).
+    pub names: HashMap<LowerName, NameRecords>,
+}
+
+impl Zone {
+    /// A zone that answers SERVFAIL for everything in it: the state before the first round.
+    pub fn not_ready(config: &Config) -> Self {
+        let mut zone = build(config, &[], 0);
+        zone.ready = false;
+        zone
+    }
+}
+
+/// The nameserver name of a node: `ns-<id>.<zone>`.
+pub fn nameserver_name(config: &Config, node: usize) -> Name {
+    Name::from_ascii(format!("ns-{}", config.nodes[node].id))
+        .and_then(|n| n.append_domain(&config.zone))
+        .expect("node ids are validated DNS labels")
+        .to_lowercase()
+}
+
+fn address_record(name: &Name, ttl: u32, ip: IpAddr) -> Record {
+    let data = match ip {
+        IpAddr::V4(v4) => RData::A(A(v4)),
+        IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
+    };
+    Record::from_rdata(name.clone(), ttl, data)
+}
+
+fn add_addresses(
+    entry: &mut NameRecords,
+    name: &Name,
+    ttl: u32,
+    ips: impl IntoIterator<Item = IpAddr>,
+) {
+    for ip in ips {
+        let record = address_record(name, ttl, ip);
+        if ip.is_ipv4() {
+            entry.a.push(record);
+        } else {
+            entry.aaaa.push(record);
+        }
+    }
+    entry.any = entry.a.iter().chain(entry.aaaa.iter()).cloned().collect();
+}
+
+/// Builds the zone for the given decisions (one per hostname, in config order) and serial.
+pub fn build(config: &Config, decisions: &[Decision], serial: u32) -> Zone {
+    let origin = &config.zone;
+    let ttl = config.dns.ttl.as_secs() as u32;
+    let ns_ttl = config.dns.ns_ttl.as_secs() as u32;
+    let mut names: HashMap<LowerName, NameRecords> = HashMap::new();
+
+    let ns_names: Vec<Name> = (0..config.nodes.len())
+        .map(|n| nameserver_name(config, n))
+        .collect();
+    let ns: Vec<Record> = ns_names
+        .iter()
+        .map(|ns| Record::from_rdata(origin.clone(), ns_ttl, RData::NS(NS(ns.clone()))))
+        .collect();
+    let mut glue = Vec::new();
+    for (n, ns_name) in ns_names.iter().enumerate() {
+        let entry = names.entry(LowerName::new(ns_name)).or_default();
+        add_addresses(
+            entry,
+            ns_name,
+            ns_ttl,
+            config.nodes[n].addresses.iter().copied(),
+        );
+        glue.extend(entry.any.iter().cloned());
+    }
+
+    let soa = SOA::new(
+        ns_names[0].clone(),
+        config.dns.hostmaster.clone(),
+        serial,
+        SOA_REFRESH,
+        SOA_RETRY,
+        SOA_EXPIRE,
+        ttl,
+    );
+    let soa = vec![Record::from_rdata(origin.clone(), ttl, RData::SOA(soa))];
+
+    for (h, hostname) in config.hostnames.iter().enumerate() {
+        let entry = names.entry(LowerName::new(&hostname.fqdn)).or_default();
+        if let Some(decision) = decisions.get(h) {
+            let ips = decision
+                .nodes
+                .iter()
+                .flat_map(|&n| config.nodes[n].addresses.iter().copied())
+                .filter(|ip| hostname.family.allows(ip));
+            add_addresses(entry, &hostname.fqdn, ttl, ips);
+        }
+        // Names between the hostname and the apex exist without records (empty non-terminals).
+        let mut parent = hostname.fqdn.base_name();
+        while parent.num_labels() > origin.num_labels() {
+            names.entry(LowerName::new(&parent)).or_default();
+            parent = parent.base_name();
+        }
+    }
+
+    let apex_any = soa.iter().chain(ns.iter()).cloned().collect();
+    Zone {
+        origin: LowerName::new(origin),
+        ready: true,
+        serial,
+        soa,
+        ns,
+        glue,
+        apex_any,
+        names,
+    }
+}

@@ -1,0 +1,13 @@
+//! failoverd: a health-polling DNS failover agent with an embedded authoritative DNS server.
+//!
+//! Data flows one way: [`config`] → [`check`] probes → [`health`] (one writer) → [`decide`]
+//! (pure) → [`dns::Zone`] swapped atomically → the DNS server ([`dns`]). [`agent`] wires them.
+
+pub mod agent;
+pub mod check;
+pub mod config;
+pub mod decide;
+pub mod demo;
+pub mod dns;
+pub mod health;
+pub mod state_dir;
