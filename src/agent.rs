@@ -4,27 +4,47 @@
 //! probe tasks ──Observation──► health task (the one writer) ──decide()──► Zone ──ArcSwap──► DNS
 //! ```
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::check::schedule::{Observation, run_pair};
 use crate::check::{HttpClients, Probe};
 use crate::config::Config;
 use crate::decide::{Decision, decide};
 use crate::dns::{DnsSockets, Zone, zone};
+use crate::events::{Event, EventKind};
 use crate::health::{PairHealth, State};
 use crate::state_dir::{StateDir, next_serial};
+use crate::status::{RECENT_EVENTS, Status};
 
 /// How long shutdown waits for in-flight work before giving up on it.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How often the status view (latencies, last results) is republished at most, when only
+/// results changed and no state did. State changes are published at once.
+const STATUS_PUBLISH_PERIOD: Duration = Duration::from_millis(250);
+/// Events kept for a notifier that falls behind.
+const EVENT_BACKLOG: usize = 1024;
+
+/// What the agent publishes for readers; cheap to clone, never blocks the writer.
+#[derive(Clone)]
+pub struct Published {
+    pub config: Arc<Config>,
+    /// What DNS serves.
+    pub zone: Arc<ArcSwap<Zone>>,
+    /// What the dashboard, API and notifiers read.
+    pub status: Arc<ArcSwap<Status>>,
+    /// State changes as they happen; `subscribe()` to receive them.
+    pub events: broadcast::Sender<Arc<Event>>,
+}
 
 /// Why the agent could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +78,7 @@ pub struct Agent {
     /// Serial of the first answers this run publishes (stored serial + 1).
     serial: u32,
     probes: Vec<Probe>,
-    zone: Arc<ArcSwap<Zone>>,
+    published: Published,
 }
 
 impl Agent {
@@ -103,14 +123,20 @@ impl Agent {
 
         let sockets = DnsSockets::bind(&config.dns.listen)
             .map_err(|(addr, source)| AgentError::Bind { addr, source })?;
-        let zone = Arc::new(ArcSwap::from_pointee(Zone::not_ready(&config)));
+        let config = Arc::new(config);
+        let published = Published {
+            zone: Arc::new(ArcSwap::from_pointee(Zone::not_ready(&config))),
+            status: Arc::new(ArcSwap::from_pointee(Status::new(config.clone(), serial))),
+            events: broadcast::channel(EVENT_BACKLOG).0,
+            config: config.clone(),
+        };
         Ok(Self {
-            config: Arc::new(config),
+            config,
             sockets,
             state,
             serial,
             probes,
-            zone,
+            published,
         })
     }
 
@@ -119,9 +145,9 @@ impl Agent {
         self.sockets.local_addrs()
     }
 
-    /// The zone as DNS serves it now, for in-process readers.
-    pub fn zone(&self) -> Arc<ArcSwap<Zone>> {
-        self.zone.clone()
+    /// What the agent publishes (zone, status, events), for in-process readers.
+    pub fn published(&self) -> Published {
+        self.published.clone()
     }
 
     /// Serves DNS and runs the checks until `shutdown` is cancelled.
@@ -132,10 +158,10 @@ impl Agent {
             state,
             serial,
             probes,
-            zone,
+            published,
         } = self;
         let addrs = sockets.local_addrs();
-        let mut server = sockets.serve(zone.clone());
+        let mut server = sockets.serve(published.zone.clone());
         let server_token = server.shutdown_token().clone();
         let mut server_task = tokio::spawn(async move { server.block_until_done().await });
         info!(
@@ -161,7 +187,7 @@ impl Agent {
         }
         drop(tx);
 
-        let health = HealthTask::new(config.clone(), state, serial, zone);
+        let health = HealthTask::new(published, state, serial);
         let outcome = tokio::select! {
             () = health.run(rx, shutdown.clone()) => Ok(()),
             result = &mut server_task => {
@@ -192,26 +218,40 @@ impl Agent {
     }
 }
 
-/// The one writer: folds probe results into pair health, decides, publishes the zone.
+/// The one writer: folds probe results into pair health, decides, publishes zone and status.
 struct HealthTask {
     config: Arc<Config>,
-    pairs: Vec<PairHealth>,
+    /// The working copy; readers get clones through `status_out`.
+    status: Status,
+    status_out: Arc<ArcSwap<Status>>,
+    /// Whether `status` has changes not yet published to `status_out`.
+    status_dirty: bool,
+    last_status_publish: Instant,
+    events: broadcast::Sender<Arc<Event>>,
     /// Pairs still waiting for their first result; DNS answers once this reaches 0.
     unknown: usize,
-    decisions: Vec<Decision>,
-    serial: u32,
+    /// Check transitions since the last decision, to explain answer changes.
+    causes: Vec<String>,
     state: StateDir,
     zone: Arc<ArcSwap<Zone>>,
 }
 
 impl HealthTask {
-    fn new(config: Arc<Config>, state: StateDir, serial: u32, zone: Arc<ArcSwap<Zone>>) -> Self {
-        let count = config.pair_count();
+    fn new(parts: Published, state: StateDir, serial: u32) -> Self {
+        let Published {
+            config,
+            zone,
+            status,
+            events,
+        } = parts;
         Self {
-            pairs: vec![PairHealth::new(); count],
-            unknown: count,
-            decisions: Vec::new(),
-            serial,
+            status: Status::new(config.clone(), serial),
+            status_out: status,
+            status_dirty: false,
+            last_status_publish: Instant::now(),
+            events,
+            unknown: config.pair_count(),
+            causes: Vec::new(),
             state,
             zone,
             config,
@@ -220,8 +260,13 @@ impl HealthTask {
 
     async fn run(mut self, mut results: mpsc::Receiver<Observation>, shutdown: CancellationToken) {
         loop {
+            let flush_at = self.last_status_publish + STATUS_PUBLISH_PERIOD;
             let first = tokio::select! {
                 o = results.recv() => match o { Some(o) => o, None => return },
+                () = tokio::time::sleep_until(flush_at), if self.status_dirty => {
+                    self.publish_status();
+                    continue;
+                }
                 () = shutdown.cancelled() => return,
             };
             // Fold everything already waiting, then decide once.
@@ -230,9 +275,28 @@ impl HealthTask {
                 changed |= self.observe(more);
             }
             if changed && self.unknown == 0 {
-                self.publish();
+                self.decide_and_publish();
+            }
+            if changed || Instant::now() >= flush_at {
+                self.publish_status();
             }
         }
+    }
+
+    fn emit(&mut self, kind: EventKind) {
+        let event = Arc::new(Event::now(kind));
+        if self.status.events.len() == RECENT_EVENTS {
+            self.status.events.pop_front();
+        }
+        self.status.events.push_back(event.clone());
+        // No subscriber is fine: nobody is listening for notifications.
+        let _ = self.events.send(event);
+    }
+
+    fn publish_status(&mut self) {
+        self.status_out.store(Arc::new(self.status.clone()));
+        self.status_dirty = false;
+        self.last_status_publish = Instant::now();
     }
 
     /// Applies one result; true if a pair's confirmed state changed.
@@ -242,26 +306,32 @@ impl HealthTask {
             result,
             reply,
         } = observation;
+        self.status_dirty = true;
         let (n, c) = self.config.pair(pair);
-        let (node, check) = (&self.config.nodes[n], &self.config.checks[c]);
+        let config = self.config.clone();
+        let (node, check) = (&config.nodes[n], &config.checks[c]);
         if let Some(error) = &result.error {
-            tracing::debug!(node = %node.id, check = %check.id, %error, "probe failed");
+            debug!(node = %node.id, check = %check.id, %error, "probe failed");
         }
         let timing = check.timing;
-        let health = &mut self.pairs[pair];
-        let transition = health.observe(result, timing.rise, timing.fall, SystemTime::now());
+        let health = &mut self.status.pairs[pair];
+        let down_since = (health.state == State::Down)
+            .then_some(health.since)
+            .flatten();
+        let now = SystemTime::now();
+        let transition = health.observe(result, timing.rise, timing.fall, now);
         let _ = reply.send(health.cadence());
         let Some(t) = transition else {
             return false;
         };
-        if t.from == State::Unknown {
-            self.unknown -= 1;
-        }
         let latency_ms = health
             .last_result
             .as_ref()
             .map(|r| r.latency.as_secs_f64() * 1000.0)
             .unwrap_or_default();
+        if t.from == State::Unknown {
+            self.unknown -= 1;
+        }
         info!(
             node = %node.id,
             check = %check.id,
@@ -271,60 +341,121 @@ impl HealthTask {
             latency_ms = format!("{latency_ms:.1}"),
             "check state changed"
         );
+        match t.to {
+            State::Down => {
+                let error = t.error.unwrap_or_else(|| "failed".into());
+                self.causes
+                    .push(format!("{} {}: {error}", node.id, check.id));
+                self.emit(EventKind::CheckDown {
+                    node: node.id.clone(),
+                    check: check.id.clone(),
+                    error,
+                });
+            }
+            // A pair that is simply up at start is not news.
+            State::Up if t.from == State::Down => {
+                self.causes.push(format!("{} {}: up", node.id, check.id));
+                let down_for = down_since.and_then(|s| now.duration_since(s).ok());
+                self.emit(EventKind::CheckUp {
+                    node: node.id.clone(),
+                    check: check.id.clone(),
+                    down_for,
+                });
+            }
+            _ => {}
+        }
         true
     }
 
     /// Decides, and publishes a new zone if the answers changed (or on the first round).
-    fn publish(&mut self) {
-        let up: Vec<bool> = self.pairs.iter().map(PairHealth::is_up).collect();
-        let decisions = decide(&self.config, &up, &self.decisions);
-        let first = self.decisions.is_empty();
-        if !first && decisions == self.decisions {
+    fn decide_and_publish(&mut self) {
+        let up: Vec<bool> = self.status.pairs.iter().map(PairHealth::is_up).collect();
+        let decisions = decide(&self.config, &up, &self.status.decisions);
+        let first = !self.status.ready;
+        let causes = std::mem::take(&mut self.causes);
+        if !first && decisions == self.status.decisions {
             return;
         }
         if !first {
-            let next = next_serial(self.serial);
+            let next = next_serial(self.status.serial);
             // Stored before it is served: a crash must not let a later start reuse it.
             if let Err(e) = self.state.store_serial(next) {
                 error!(error = %e, state_dir = %self.state.path().display(), "cannot store the SOA serial; publishing the change anyway");
+                let error = format!(
+                    "cannot store the SOA serial in {}: {e}",
+                    self.state.path().display()
+                );
+                self.emit(EventKind::PublishFailed { error });
             }
-            self.serial = next;
+            self.status.serial = next;
         }
-        for (h, hostname) in self.config.hostnames.iter().enumerate() {
+        let config = self.config.clone();
+        for (h, hostname) in config.hostnames.iter().enumerate() {
             let new = &decisions[h];
-            let old = self.decisions.get(h);
-            if old.map(|o| &o.nodes) == Some(&new.nodes)
-                && old.map(|o| o.reason) == Some(new.reason)
-            {
+            let old = self.status.decisions.get(h);
+            if old.map(|o| (&o.nodes, o.reason)) == Some((&new.nodes, new.reason)) {
                 continue;
             }
-            let names = |d: Option<&Decision>| match d {
-                None => "-".to_string(),
-                Some(d) if d.nodes.is_empty() => "(no address)".to_string(),
-                Some(d) => d
-                    .nodes
-                    .iter()
-                    .map(|&n| self.config.nodes[n].id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(","),
+            let ids = |d: Option<&Decision>| -> Vec<String> {
+                d.map(|d| {
+                    d.nodes
+                        .iter()
+                        .map(|&n| config.nodes[n].id.clone())
+                        .collect()
+                })
+                .unwrap_or_default()
             };
+            let ips = |d: Option<&Decision>| -> Vec<IpAddr> {
+                d.map(|d| {
+                    d.nodes
+                        .iter()
+                        .flat_map(|&n| config.nodes[n].addresses.iter().copied())
+                        .filter(|ip| hostname.family.allows(ip))
+                        .collect()
+                })
+                .unwrap_or_default()
+            };
+            let show = |v: &[String]| {
+                if v.is_empty() {
+                    "(no address)".to_string()
+                } else {
+                    v.join(",")
+                }
+            };
+            let (to_nodes, from_nodes) = (ids(Some(new)), ids(old));
             info!(
                 hostname = %hostname.fqdn,
-                answer = %names(Some(new)),
-                previous = %names(old),
+                answer = %show(&to_nodes),
+                previous = %if first { "-".to_string() } else { show(&from_nodes) },
                 reason = new.reason.describe(),
-                serial = self.serial,
+                serial = self.status.serial,
                 "answer changed"
             );
+            if !first && old.map(|o| &o.nodes) != Some(&new.nodes) {
+                let fqdn = hostname.fqdn.to_ascii();
+                self.emit(EventKind::AnswerChanged {
+                    hostname: fqdn.trim_end_matches('.').to_string(),
+                    from_nodes,
+                    to_nodes,
+                    from: ips(old),
+                    to: ips(Some(new)),
+                    reason: new.reason.describe().to_string(),
+                    cause: causes.clone(),
+                });
+            }
         }
-        self.zone
-            .store(Arc::new(zone::build(&self.config, &decisions, self.serial)));
+        self.zone.store(Arc::new(zone::build(
+            &self.config,
+            &decisions,
+            self.status.serial,
+        )));
         if first {
             info!(
-                serial = self.serial,
+                serial = self.status.serial,
                 "first round of checks done; answering DNS"
             );
         }
-        self.decisions = decisions;
+        self.status.ready = true;
+        self.status.decisions = decisions;
     }
 }

@@ -162,7 +162,7 @@ pub async fn run(shutdown: CancellationToken) -> Result<(), String> {
     }
     let agent = agent.ok_or("no free DNS port on 127.0.0.1 from 5353 on")?;
     let dns = agent.dns_addrs()[0];
-    let zone = agent.zone();
+    let zone = agent.published().zone;
     let agent_shutdown = shutdown.child_token();
     let agent_task = tokio::spawn(agent.run(agent_shutdown.clone()));
 

@@ -9,5 +9,7 @@ pub mod config;
 pub mod decide;
 pub mod demo;
 pub mod dns;
+pub mod events;
 pub mod health;
 pub mod state_dir;
+pub mod status;

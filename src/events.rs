@@ -1,0 +1,87 @@
+//! What happened, as the agent reports it to the dashboard, the logs and the notifiers.
+
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
+
+/// One event, stamped with the time it happened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub at: SystemTime,
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventKind {
+    /// A check went down on a node (also reported at start for a pair whose first result fails).
+    CheckDown {
+        node: String,
+        check: String,
+        error: String,
+    },
+    /// A check came back up; `down_for` is how long it was down (unknown if down since start).
+    CheckUp {
+        node: String,
+        check: String,
+        down_for: Option<Duration>,
+    },
+    /// A hostname's answer changed.
+    AnswerChanged {
+        /// Fully qualified, without the trailing dot.
+        hostname: String,
+        from_nodes: Vec<String>,
+        to_nodes: Vec<String>,
+        from: Vec<IpAddr>,
+        to: Vec<IpAddr>,
+        /// Why: "healthy", or which `when_all_down` rule applies.
+        reason: String,
+        /// The check transitions that caused it, e.g. "node1 web: HTTP 503".
+        cause: Vec<String>,
+    },
+    /// The agent could not apply or record a change (state directory, DNS listener).
+    PublishFailed { error: String },
+}
+
+impl Event {
+    pub fn now(kind: EventKind) -> Self {
+        Self {
+            at: SystemTime::now(),
+            kind,
+        }
+    }
+
+    /// One line for logs, the dashboard and mail subjects.
+    pub fn summary(&self) -> String {
+        match &self.kind {
+            EventKind::CheckDown { node, check, error } => format!("{node} {check} down: {error}"),
+            EventKind::CheckUp {
+                node,
+                check,
+                down_for,
+            } => match down_for {
+                Some(d) => format!(
+                    "{node} {check} up again after {}",
+                    crate::config::format_duration(Duration::from_secs(d.as_secs()))
+                ),
+                None => format!("{node} {check} up"),
+            },
+            EventKind::AnswerChanged {
+                hostname,
+                to_nodes,
+                cause,
+                ..
+            } => {
+                let to = if to_nodes.is_empty() {
+                    "(no address)".to_string()
+                } else {
+                    to_nodes.join(", ")
+                };
+                if cause.is_empty() {
+                    format!("{hostname} → {to}")
+                } else {
+                    format!("{hostname} → {to} ({})", cause.join("; "))
+                }
+            }
+            EventKind::PublishFailed { error } => format!("could not apply a DNS change: {error}"),
+        }
+    }
+}
