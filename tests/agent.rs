@@ -1,0 +1,265 @@
+//! The real `failoverd run` binary against real HTTP/TCP backends on 127.0.0.x, asked with `dig`.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{AgentProcess, Backend, HttpMode, dig, dns_addr, soa_serial, wait_until};
+
+const ZONE: &str = "ha.example.com";
+
+/// A three-node config: node1 (prio 30) > node2 (20) > node3 (10); fast timings for tests.
+fn config(backends: &[Backend], dns: std::net::SocketAddr, extra_hostnames: &str) -> String {
+    let mut yaml = format!(
+        "zone: {ZONE}\nself: node1\ndns:\n  listen: [\"{dns}\"]\n  ttl: 5s\n\
+         defaults: {{ interval: 300ms, retry_interval: 100ms, timeout: 80ms, fall: 2, rise: 2 }}\nnodes:\n"
+    );
+    for (i, b) in backends.iter().enumerate() {
+        yaml.push_str(&format!(
+            "  - {{ id: node{}, address: {}, priority: {} }}\n",
+            i + 1,
+            b.ip,
+            30 - 10 * i
+        ));
+    }
+    let b = &backends[0];
+    yaml.push_str(&format!(
+        "checks:\n  - {{ id: web, type: http, url: \"http://{{address}}:{}/login\", expect_body: \"Sign in\" }}\n\
+         \x20 - {{ id: sip, type: tcp, port: {}, expect: \"SIP/2.0\" }}\n\
+         hostnames:\n  - {{ name: app, checks: [web, sip] }}\n  - {{ name: all, checks: [web], mode: all }}\n\
+         \x20 - {{ name: none, checks: [web], when_all_down: none }}\n  - {{ name: last, checks: [web], when_all_down: last }}\n\
+         \x20 - {{ name: deep.sub, checks: [sip] }}\n{extra_hostnames}",
+        b.http_port, b.tcp_port
+    ));
+    yaml
+}
+
+fn answers(dns: std::net::SocketAddr, name: &str) -> Vec<String> {
+    dig(dns, &format!("{name}.{ZONE}"), "A", &[]).answers
+}
+
+#[test]
+fn fails_over_to_the_next_node_and_back_and_serves_both_transports() {
+    let mut backends = Backend::group(&["127.0.1.1", "127.0.1.2", "127.0.1.3"]);
+    let dns = dns_addr("127.0.1.100");
+    let mut agent = AgentProcess::start(&config(&backends, dns, ""), dns);
+    agent.wait_ready(&format!("app.{ZONE}"));
+
+    let r = dig(dns, &format!("app.{ZONE}"), "A", &[]);
+    assert_eq!(r.status, "NOERROR", "{}", r.raw);
+    assert!(
+        r.flags.contains(&"aa".to_string()),
+        "authoritative: {}",
+        r.raw
+    );
+    assert!(
+        !r.flags.contains(&"ra".to_string()),
+        "no recursion offered: {}",
+        r.raw
+    );
+    assert_eq!(r.answers, ["127.0.1.1"]);
+    assert!(
+        r.raw.contains("app.ha.example.com.\t5\tIN\tA")
+            || r.raw.contains("app.ha.example.com. 5 IN A"),
+        "TTL 5: {}",
+        r.raw
+    );
+    let tcp = dig(dns, &format!("app.{ZONE}"), "A", &["+tcp"]);
+    assert_eq!(tcp.answers, ["127.0.1.1"], "over TCP: {}", tcp.raw);
+    assert_eq!(answers(dns, "all"), ["127.0.1.1", "127.0.1.2", "127.0.1.3"]);
+    let serial_before = soa_serial(dns, ZONE);
+
+    // The primary's web server dies: app and all move away from it.
+    backends[0].stop();
+    let died = Instant::now();
+    wait_until(Duration::from_secs(10), "app to move to node2", || {
+        answers(dns, "app") == ["127.0.1.2"]
+    });
+    let failover = died.elapsed();
+    wait_until(Duration::from_secs(5), "all to drop node1", || {
+        answers(dns, "all") == ["127.0.1.2", "127.0.1.3"]
+    });
+    assert!(
+        soa_serial(dns, ZONE) > serial_before,
+        "serial grows on a change"
+    );
+    // interval + (fall-1) * retry + timeout = 300 + 100 + 80 ms, plus the dig polling period.
+    eprintln!("failover took {failover:?}");
+
+    // It comes back: automatic failback.
+    backends[0].resume();
+    wait_until(Duration::from_secs(10), "app to fail back to node1", || {
+        answers(dns, "app") == ["127.0.1.1"]
+    });
+    wait_until(Duration::from_secs(5), "all to include node1 again", || {
+        answers(dns, "all").len() == 3
+    });
+
+    let log = agent.log_text();
+    assert!(
+        log.contains("check state changed")
+            && log.contains("node=node1")
+            && log.contains("connection refused"),
+        "{log}"
+    );
+    assert!(log.contains("answer changed"), "{log}");
+    assert_eq!(agent.terminate(), Some(0), "clean exit on SIGTERM");
+}
+
+#[test]
+fn all_nodes_down_follows_when_all_down() {
+    let backends = Backend::group(&["127.0.2.1", "127.0.2.2", "127.0.2.3"]);
+    let dns = dns_addr("127.0.2.100");
+    let mut agent = AgentProcess::start(&config(&backends, dns, ""), dns);
+    agent.wait_ready(&format!("app.{ZONE}"));
+
+    // node2 first, so that `last` remembers node3 after node1 and node2 are gone.
+    backends[0].set_mode(HttpMode::Status(503));
+    backends[1].set_mode(HttpMode::Status(503));
+    wait_until(Duration::from_secs(10), "last to be node3", || {
+        answers(dns, "last") == ["127.0.2.3"]
+    });
+    backends[2].set_mode(HttpMode::Status(503));
+
+    // app needs web: fail open with every node, best first.
+    wait_until(Duration::from_secs(10), "app to fail open", || {
+        answers(dns, "app") == ["127.0.2.1", "127.0.2.2", "127.0.2.3"]
+    });
+    let none = dig(dns, &format!("none.{ZONE}"), "A", &[]);
+    wait_until(Duration::from_secs(5), "none to have no address", || {
+        let r = dig(dns, &format!("none.{ZONE}"), "A", &[]);
+        r.status == "NOERROR" && r.answers.is_empty()
+    });
+    let none_now = dig(dns, &format!("none.{ZONE}"), "A", &[]);
+    assert!(
+        none_now.authority.iter().any(|r| r.contains("SOA")),
+        "NODATA carries the SOA: {} (before: {})",
+        none_now.raw,
+        none.raw
+    );
+    assert_eq!(
+        answers(dns, "last"),
+        ["127.0.2.3"],
+        "last keeps the last answer"
+    );
+    assert!(agent.log_text().contains("HTTP 503"), "the log says why");
+}
+
+#[test]
+fn negative_answers_refusals_and_the_apex() {
+    let backends = Backend::group(&["127.0.3.1", "127.0.3.2"]);
+    let dns = dns_addr("127.0.3.100");
+    let mut agent = AgentProcess::start(&config(&backends, dns, ""), dns);
+    agent.wait_ready(&format!("app.{ZONE}"));
+
+    let nx = dig(dns, &format!("nope.{ZONE}"), "A", &[]);
+    assert_eq!(nx.status, "NXDOMAIN", "{}", nx.raw);
+    assert!(nx.flags.contains(&"aa".to_string()));
+    assert!(
+        nx.authority
+            .iter()
+            .any(|r| r.contains("SOA") && r.contains("hostmaster.ha.example.com.")),
+        "{}",
+        nx.raw
+    );
+
+    let nodata = dig(dns, &format!("app.{ZONE}"), "MX", &[]);
+    assert_eq!(
+        (nodata.status.as_str(), nodata.answers.len()),
+        ("NOERROR", 0),
+        "{}",
+        nodata.raw
+    );
+    assert!(
+        nodata.authority.iter().any(|r| r.contains("SOA")),
+        "{}",
+        nodata.raw
+    );
+
+    // sub.<zone> exists only as the parent of deep.sub: an empty non-terminal is NODATA.
+    let ent = dig(dns, &format!("sub.{ZONE}"), "A", &[]);
+    assert_eq!(
+        (ent.status.as_str(), ent.answers.len()),
+        ("NOERROR", 0),
+        "{}",
+        ent.raw
+    );
+    assert_eq!(answers(dns, "deep.sub"), ["127.0.3.1"]);
+
+    let aaaa = dig(dns, &format!("app.{ZONE}"), "AAAA", &[]);
+    assert_eq!(
+        (aaaa.status.as_str(), aaaa.answers.len()),
+        ("NOERROR", 0),
+        "IPv4-only nodes: NODATA for AAAA"
+    );
+
+    assert_eq!(dig(dns, "example.org", "A", &[]).status, "REFUSED");
+    assert_eq!(
+        dig(dns, "ha.example.com.evil.org", "A", &[]).status,
+        "REFUSED"
+    );
+    assert_eq!(
+        dig(dns, &format!("app.{ZONE}"), "A", &["-c", "CH"]).status,
+        "REFUSED"
+    );
+    let axfr = std::process::Command::new("dig")
+        .args([
+            &format!("@{}", dns.ip()),
+            "-p",
+            &dns.port().to_string(),
+            ZONE,
+            "AXFR",
+            "+time=1",
+            "+tries=1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&axfr.stdout).contains("Transfer failed"),
+        "AXFR refused"
+    );
+
+    let ns = dig(dns, ZONE, "NS", &[]);
+    assert_eq!(
+        ns.answers,
+        ["ns-node1.ha.example.com.", "ns-node2.ha.example.com."]
+    );
+    assert!(
+        ns.additional
+            .iter()
+            .any(|r| r.starts_with("ns-node1.ha.example.com.") && r.ends_with("127.0.3.1")),
+        "glue: {}",
+        ns.raw
+    );
+    assert_eq!(answers(dns, "ns-node2"), ["127.0.3.2"]);
+    let soa = dig(dns, ZONE, "SOA", &[]);
+    assert!(
+        soa.answers[0].starts_with("ns-node1.ha.example.com. hostmaster.ha.example.com."),
+        "{}",
+        soa.raw
+    );
+
+    // EDNS: we advertise 1232 and never more.
+    let edns = dig(dns, &format!("app.{ZONE}"), "A", &["+bufsize=4096"]);
+    assert!(edns.raw.contains("udp: 1232"), "{}", edns.raw);
+}
+
+#[test]
+fn the_serial_survives_a_restart() {
+    let backends = Backend::group(&["127.0.4.1", "127.0.4.2"]);
+    let dns = dns_addr("127.0.4.100");
+    let yaml = config(&backends, dns, "");
+    let mut agent = AgentProcess::start(&yaml, dns);
+    agent.wait_ready(&format!("app.{ZONE}"));
+    let first = soa_serial(dns, ZONE);
+    let (dir, state) = agent.stop_keep_state();
+
+    let mut again = AgentProcess::start_in(dir, state, &yaml, dns);
+    again.wait_ready(&format!("app.{ZONE}"));
+    let second = soa_serial(dns, ZONE);
+    assert_eq!(
+        second,
+        first.wrapping_add(1),
+        "a restart publishes the next serial, never an older one"
+    );
+}
