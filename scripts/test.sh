@@ -1,11 +1,21 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it. Installs the Debian packages the tests drive when they
-# are missing (dig; more as features need them), then runs every test target.
+# are missing, then runs every test target. Run it as root (as CI does): the install tests create
+# a user inside a staging root, and missing packages are installed with apt-get.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)
+# The SMTP server the notification tests deliver to; Debian's python, not the first on PATH.
+/usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1 || need+=(python3-aiosmtpd)
+# The dashboard tests load the page in a real headless browser.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# The install tests check the systemd unit and lint every shell script.
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
+# useradd --prefix (install.sh into a staging root).
+command -v useradd >/dev/null 2>&1 || need+=(passwd)
 
 if ((${#need[@]})); then
   echo "scripts/test.sh: installing ${need[*]}" >&2

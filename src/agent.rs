@@ -18,16 +18,20 @@ use tracing::{debug, error, info, warn};
 
 use crate::check::schedule::{Observation, run_pair};
 use crate::check::{HttpClients, Probe};
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
+use crate::dashboard::{Dashboard, NotifyCounters};
 use crate::decide::{Decision, decide};
-use crate::dns::{DnsSockets, Zone, zone};
+use crate::dns::{DnsSockets, QueryCounters, Zone, zone};
 use crate::events::{Event, EventKind};
 use crate::health::{PairHealth, State};
+use crate::notify::Notifier;
 use crate::state_dir::{StateDir, next_serial};
 use crate::status::{RECENT_EVENTS, Status};
 
 /// How long shutdown waits for in-flight work before giving up on it.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long shutdown waits for queued notifications to go out: brief, a stop must stay quick.
+const NOTIFY_FLUSH_GRACE: Duration = Duration::from_secs(3);
 /// How often the status view (latencies, last results) is republished at most, when only
 /// results changed and no state did. State changes are published at once.
 const STATUS_PUBLISH_PERIOD: Duration = Duration::from_millis(250);
@@ -44,6 +48,10 @@ pub struct Published {
     pub status: Arc<ArcSwap<Status>>,
     /// State changes as they happen; `subscribe()` to receive them.
     pub events: broadcast::Sender<Arc<Event>>,
+    /// DNS responses by code, counted by the DNS handler, read by `/metrics`.
+    pub dns_queries: Arc<QueryCounters>,
+    /// Notifications sent and failed, counted by the notifier, read by `/metrics`.
+    pub notifications: Arc<NotifyCounters>,
 }
 
 /// Why the agent could not start or stopped.
@@ -60,6 +68,13 @@ pub enum AgentError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(
+        "cannot listen for the dashboard on {addr}: {source} (set dashboard.listen to a free loopback address such as 127.0.0.1:8081; ports below 1024 need CAP_NET_BIND_SERVICE)"
+    )]
+    DashboardBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("check {check} on node {node}: {message}")]
     Probe {
         node: String,
@@ -68,6 +83,10 @@ pub enum AgentError {
     },
     #[error("the DNS server stopped: {0}")]
     Dns(String),
+    /// A notification channel cannot be set up (a password variable not set, say): a
+    /// configuration problem, located in the file.
+    #[error("{0}")]
+    Notify(ConfigError),
 }
 
 /// An agent that has bound its sockets and is ready to run.
@@ -79,11 +98,16 @@ pub struct Agent {
     serial: u32,
     probes: Vec<Probe>,
     published: Published,
+    dashboard: Dashboard,
+    /// The notification channels and their subscription, taken before any event is emitted.
+    notifier: Option<(Notifier, broadcast::Receiver<Arc<Event>>)>,
 }
 
 impl Agent {
     /// Prepares everything that can fail before serving: state directory, probes, sockets.
     pub fn build(config: Config, state_dir: &Path) -> Result<Self, AgentError> {
+        // First: a missing SMTP password is a configuration error, reported before anything else.
+        let notifier = Notifier::build(&config).map_err(AgentError::Notify)?;
         let state_error = |message: String| AgentError::StateDir {
             dir: state_dir.display().to_string(),
             message,
@@ -128,16 +152,32 @@ impl Agent {
             zone: Arc::new(ArcSwap::from_pointee(Zone::not_ready(&config))),
             status: Arc::new(ArcSwap::from_pointee(Status::new(config.clone(), serial))),
             events: broadcast::channel(EVENT_BACKLOG).0,
+            dns_queries: Arc::default(),
+            notifications: Arc::default(),
             config: config.clone(),
         };
+        let dashboard =
+            Dashboard::bind(&config.dashboard, published.clone()).map_err(|source| {
+                AgentError::DashboardBind {
+                    addr: config.dashboard.listen,
+                    source,
+                }
+            })?;
         Ok(Self {
             config,
             sockets,
             state,
             serial,
             probes,
+            notifier: notifier.map(|n| (n, published.events.subscribe())),
             published,
+            dashboard,
         })
+    }
+
+    /// The dashboard address really bound (with the port chosen when 0 was configured).
+    pub fn dashboard_addr(&self) -> SocketAddr {
+        self.dashboard.local_addr()
     }
 
     /// The DNS addresses really bound (with the ports chosen when 0 was configured).
@@ -159,9 +199,11 @@ impl Agent {
             serial,
             probes,
             published,
+            dashboard,
+            notifier,
         } = self;
         let addrs = sockets.local_addrs();
-        let mut server = sockets.serve(published.zone.clone());
+        let mut server = sockets.serve(published.zone.clone(), published.dns_queries.clone());
         let server_token = server.shutdown_token().clone();
         let mut server_task = tokio::spawn(async move { server.block_until_done().await });
         info!(
@@ -186,6 +228,19 @@ impl Agent {
             ));
         }
         drop(tx);
+        let dashboard_task = tokio::spawn(dashboard.serve(shutdown.clone()));
+
+        // Before the health task: it must not emit an event nobody is subscribed to yet.
+        let mut notify_task = notifier.map(|(notifier, events)| {
+            notifier.start(
+                config.clone(),
+                events,
+                published.status.clone(),
+                published.notifications.clone(),
+                shutdown.clone(),
+            )
+        });
+        let events = published.events.clone();
 
         let health = HealthTask::new(published, state, serial);
         let outcome = tokio::select! {
@@ -197,21 +252,41 @@ impl Agent {
                     Err(e) => e.to_string(),
                 };
                 error!(%message, "DNS server stopped; shutting down");
+                // Operators hear of it by mail too: the agent no longer answers for the zone.
+                let _ = events.send(Arc::new(Event::now(EventKind::PublishFailed {
+                    error: format!("the DNS server stopped ({message}); this agent no longer answers and is shutting down"),
+                })));
                 Err(AgentError::Dns(message))
             }
         };
 
         shutdown.cancel();
         server_token.cancel();
+        let notify_deadline = Instant::now() + NOTIFY_FLUSH_GRACE;
         let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
             while probe_tasks.join_next().await.is_some() {}
             if !server_task.is_finished() {
                 let _ = server_task.await;
             }
+            match dashboard_task.await {
+                Ok(Err(e)) => warn!(error = %e, "the dashboard stopped with an error"),
+                Err(e) => warn!(error = %e, "the dashboard task failed"),
+                Ok(Ok(())) => {}
+            }
         })
         .await;
         if drained.is_err() {
             warn!(grace = ?SHUTDOWN_GRACE, "shutdown grace period over; abandoning unfinished tasks");
+        }
+        if let Some(task) = notify_task.as_mut()
+            && tokio::time::timeout_at(notify_deadline, task)
+                .await
+                .is_err()
+        {
+            warn!(grace = ?NOTIFY_FLUSH_GRACE, "notifications still queued at shutdown were not sent");
+        }
+        if let Some(task) = notify_task {
+            task.abort();
         }
         info!("agent stopped");
         outcome
@@ -243,6 +318,7 @@ impl HealthTask {
             zone,
             status,
             events,
+            ..
         } = parts;
         Self {
             status: Status::new(config.clone(), serial),

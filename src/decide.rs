@@ -166,7 +166,9 @@ hostnames:
         let cfg = config();
         let all = [A, B, C];
         // (web up on, sip up on, expected [fo, both, none, last] with no previous answer)
-        let table: &[(&[usize], &[usize], [&[usize]; 4])] = &[
+        /// (web up on, sip up on, expected answers for fo, both, none, last)
+        type Row<'a> = (&'a [usize], &'a [usize], [&'a [usize]; 4]);
+        let table: &[Row] = &[
             (&all, &all, [&[A], &[A, B, C], &[A], &[A]]),
             // tie between b and c (priority 5) is broken by id
             (&[B, C], &all, [&[B], &[B, C], &[B], &[B]]),

@@ -19,6 +19,8 @@ use crate::dns::Zone;
 const ZONE: &str = "ha.example.com";
 /// First DNS port tried; the next ones are tried when it is taken (mDNS daemons hold 5353).
 const DNS_PORT: u16 = 5353;
+/// First dashboard port tried; the next ones are tried when it is taken.
+const DASHBOARD_PORT: u16 = 8081;
 const PORT_TRIES: u16 = 50;
 
 /// One simulated application node: an HTTP "login page" and a TCP service.
@@ -97,9 +99,10 @@ async fn free_ports(ips: &[Ipv4Addr]) -> Option<u16> {
     None
 }
 
-fn demo_config(nodes: &[SimNode], dns_port: u16) -> String {
+fn demo_config(nodes: &[SimNode], dns_port: u16, dashboard_port: u16) -> String {
     let mut yaml = format!(
         "zone: {ZONE}\ndns:\n  listen: [\"127.0.0.1:{dns_port}\"]\n  ttl: 5s\n\
+         dashboard:\n  listen: \"127.0.0.1:{dashboard_port}\"\n  refresh: 2s\n\
          defaults:\n  interval: 2s\n  retry_interval: 500ms\n  timeout: 400ms\n  fall: 2\n  rise: 2\nnodes:\n"
     );
     for n in nodes {
@@ -148,25 +151,33 @@ pub async fn run(shutdown: CancellationToken) -> Result<(), String> {
 
     let state_dir = std::env::temp_dir().join(format!("failoverd-demo-{}", std::process::id()));
     let mut agent = None;
-    for dns_port in DNS_PORT..DNS_PORT + PORT_TRIES {
-        let cfg = config::parse(Path::new("<demo>"), &demo_config(&nodes, dns_port))
-            .map_err(|e| e.to_string())?;
+    // Each bind failure moves only the port that failed, so both searches stay bounded.
+    let (mut dns_port, mut dashboard_port) = (DNS_PORT, DASHBOARD_PORT);
+    while dns_port < DNS_PORT + PORT_TRIES && dashboard_port < DASHBOARD_PORT + PORT_TRIES {
+        let yaml = demo_config(&nodes, dns_port, dashboard_port);
+        let cfg = config::parse(Path::new("<demo>"), &yaml).map_err(|e| e.to_string())?;
         match Agent::build(cfg, &state_dir) {
             Ok(a) => {
                 agent = Some(a);
                 break;
             }
-            Err(AgentError::Bind { .. }) => continue,
+            Err(AgentError::Bind { .. }) => dns_port += 1,
+            Err(AgentError::DashboardBind { .. }) => dashboard_port += 1,
             Err(e) => return Err(e.to_string()),
         }
     }
-    let agent = agent.ok_or("no free DNS port on 127.0.0.1 from 5353 on")?;
+    let agent = agent.ok_or(format!(
+        "no free port on 127.0.0.1: tried {DNS_PORT}-{} for DNS and {DASHBOARD_PORT}-{} for the dashboard",
+        DNS_PORT + PORT_TRIES - 1,
+        DASHBOARD_PORT + PORT_TRIES - 1
+    ))?;
     let dns = agent.dns_addrs()[0];
+    let dashboard = agent.dashboard_addr();
     let zone = agent.published().zone;
     let agent_shutdown = shutdown.child_token();
     let agent_task = tokio::spawn(agent.run(agent_shutdown.clone()));
 
-    print_intro(&nodes, dns);
+    print_intro(&nodes, dns, dashboard);
     let watcher = tokio::spawn(watch_answers(zone, shutdown.clone()));
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
@@ -244,7 +255,7 @@ pub async fn run(shutdown: CancellationToken) -> Result<(), String> {
     Ok(())
 }
 
-fn print_intro(nodes: &[SimNode], dns: SocketAddr) {
+fn print_intro(nodes: &[SimNode], dns: SocketAddr, dashboard: SocketAddr) {
     let (ip, port) = (dns.ip(), dns.port());
     println!("failoverd demo: a 3-node cluster on loopback, zone {ZONE}\n");
     for n in nodes {
@@ -256,6 +267,10 @@ fn print_intro(nodes: &[SimNode], dns: SocketAddr) {
     println!(
         "\nDNS answers on {dns} (UDP and TCP). Checks every 2s, retry every 500ms, 2 failures to fall."
     );
+    println!(
+        "\nDashboard: http://{dashboard}/  (refreshes every 2s; JSON at /api/v1/status, metrics at /metrics)"
+    );
+    println!("  failoverd status --url http://{dashboard}   # the same picture in the terminal");
     println!("\nTry, in another terminal:");
     println!(
         "  dig @{ip} -p {port} app.{ZONE} +short      # failover: the best node passing web and sip"

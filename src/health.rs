@@ -198,7 +198,8 @@ mod tests {
     #[test]
     fn follows_the_table() {
         // (results, rise, fall, states after each, cadence after each, transitions)
-        let table: &[(&str, u32, u32, &[State], &[Cadence], usize)] = &[
+        type Row<'a> = (&'a str, u32, u32, &'a [State], &'a [Cadence], usize);
+        let table: &[Row] = &[
             ("+", 2, 2, &[U], &[S], 1),
             ("-", 2, 2, &[D], &[R], 1),
             ("+-+", 2, 2, &[U, U, U], &[S, R, S], 1),

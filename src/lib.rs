@@ -6,10 +6,14 @@
 pub mod agent;
 pub mod check;
 pub mod config;
+pub mod dashboard;
 pub mod decide;
+pub mod delegation;
 pub mod demo;
 pub mod dns;
 pub mod events;
 pub mod health;
+pub mod notify;
 pub mod state_dir;
 pub mod status;
+pub mod verify;

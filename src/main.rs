@@ -44,6 +44,36 @@ enum Command {
     },
     /// A self-contained cluster on loopback: simulated nodes, the agent, and a prompt to break things.
     Demo,
+    /// Print the NS and glue records the parent zone needs, and how to verify the delegation.
+    Delegation {
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// Ask every agent (and a resolver) for SOA, NS and every hostname; exit 1 unless all agree.
+    Verify {
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// A resolver to ask too (ADDR or ADDR:PORT), to check the delegation end to end.
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// Send one test message through every configured notification channel (email, webhook).
+    NotifyTest {
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// Show the running agent's view (answers, checks, events) from its local dashboard API.
+    Status {
+        /// The agent's configuration: its `dashboard.listen` says where to ask.
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Ask this dashboard instead (e.g. http://127.0.0.1:8081); the config is then not read.
+        #[arg(long)]
+        url: Option<String>,
+        /// Print the JSON of /api/v1/status as the agent sent it.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -77,6 +107,11 @@ fn main() -> ExitCode {
             runtime().block_on(async move {
                 let agent = match Agent::build(cfg, &state_dir) {
                     Ok(agent) => agent,
+                    // A notification channel that cannot be set up is a configuration error.
+                    Err(e @ failoverd::agent::AgentError::Notify(_)) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(EXIT_CONFIG);
+                    }
                     Err(e) => {
                         tracing::error!("{e}");
                         return ExitCode::from(EXIT_RUNTIME);
@@ -93,6 +128,78 @@ fn main() -> ExitCode {
                 }
             })
         }
+        Command::Status { config, url, json } => {
+            let base = match url {
+                Some(url) => url,
+                None => match config::load(&config) {
+                    Ok(cfg) => failoverd::dashboard::client::base_url(cfg.dashboard.listen),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(EXIT_CONFIG);
+                    }
+                },
+            };
+            let fetched = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("cannot start the tokio runtime")
+                .block_on(failoverd::dashboard::client::fetch(&base));
+            match fetched {
+                Ok((_, body)) if json => {
+                    println!("{}", body.trim_end());
+                    ExitCode::SUCCESS
+                }
+                Ok((view, _)) => {
+                    print!(
+                        "{}",
+                        failoverd::dashboard::client::render(&view, std::time::SystemTime::now())
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(EXIT_RUNTIME)
+                }
+            }
+        }
+        Command::NotifyTest { config } => notify_test(&config),
+        Command::Delegation { config } => match config::load(&config) {
+            Ok(cfg) => {
+                print!("{}", failoverd::delegation::render(&cfg));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        Command::Verify { config, server } => {
+            let cfg = match config::load(&config) {
+                Ok(cfg) => cfg,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            let resolver = match server
+                .as_deref()
+                .map(failoverd::verify::parse_server)
+                .transpose()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: --server: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            let (report, ok) = runtime().block_on(failoverd::verify::verify(&cfg, resolver));
+            print!("{report}");
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_RUNTIME)
+            }
+        }
         Command::Demo => {
             init_logging();
             runtime().block_on(async {
@@ -107,6 +214,49 @@ fn main() -> ExitCode {
                 }
             })
         }
+    }
+}
+
+/// `notify-test`: exit 0 if every channel delivered, 1 if one failed, 2 if none is configured
+/// or the configuration (or a password it names) is wrong.
+fn notify_test(path: &std::path::Path) -> ExitCode {
+    let cfg = match config::load(path) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let notifier = match failoverd::notify::Notifier::build(&cfg) {
+        Ok(Some(n)) => n,
+        Ok(None) => {
+            eprintln!(
+                "error: {}: no notification channel is configured; add notify.email or notify.webhook",
+                path.display()
+            );
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let reports = runtime().block_on(notifier.send_test(&cfg));
+    let mut failed = false;
+    for report in &reports {
+        match &report.result {
+            Ok(()) => println!("{:<8} {}: sent", report.channel, report.target),
+            Err(e) => {
+                failed = true;
+                println!("{:<8} {}: FAILED: {e}", report.channel, report.target);
+            }
+        }
+    }
+    if failed {
+        eprintln!("error: at least one notification channel failed (see above)");
+        ExitCode::from(EXIT_RUNTIME)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

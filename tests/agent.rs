@@ -10,9 +10,12 @@ const ZONE: &str = "ha.example.com";
 
 /// A three-node config: node1 (prio 30) > node2 (20) > node3 (10); fast timings for tests.
 fn config(backends: &[Backend], dns: std::net::SocketAddr, extra_hostnames: &str) -> String {
+    // Dashboard on port 0 beside DNS: tests run in parallel and must not all want 127.0.0.1:81.
     let mut yaml = format!(
         "zone: {ZONE}\nself: node1\ndns:\n  listen: [\"{dns}\"]\n  ttl: 5s\n\
-         defaults: {{ interval: 300ms, retry_interval: 100ms, timeout: 80ms, fall: 2, rise: 2 }}\nnodes:\n"
+         dashboard: {{ listen: \"{}:0\" }}\n\
+         defaults: {{ interval: 300ms, retry_interval: 100ms, timeout: 80ms, fall: 2, rise: 2 }}\nnodes:\n",
+        dns.ip()
     );
     for (i, b) in backends.iter().enumerate() {
         yaml.push_str(&format!(
@@ -261,5 +264,178 @@ fn the_serial_survives_a_restart() {
         second,
         first.wrapping_add(1),
         "a restart publishes the next serial, never an older one"
+    );
+}
+
+#[test]
+fn a_hanging_backend_fails_by_timeout_without_delaying_other_checks() {
+    let backends = Backend::group(&["127.0.5.1", "127.0.5.2"]);
+    let dns = dns_addr("127.0.5.100");
+    let mut agent = AgentProcess::start(&config(&backends, dns, ""), dns);
+    agent.wait_ready(&format!("app.{ZONE}"));
+
+    backends[0].set_mode(HttpMode::Hang);
+    let hits_before = backends[1].hits.load(std::sync::atomic::Ordering::Relaxed);
+    let started = Instant::now();
+    wait_until(
+        Duration::from_secs(10),
+        "app to leave the hanging node1",
+        || answers(dns, "app") == ["127.0.5.2"],
+    );
+    // While node1 hangs, node2 keeps being probed on its own schedule (every 300 ms or less).
+    wait_until(
+        Duration::from_secs(5),
+        "node2 to be probed repeatedly meanwhile",
+        || backends[1].hits.load(std::sync::atomic::Ordering::Relaxed) >= hits_before + 4,
+    );
+    let elapsed = started.elapsed().as_secs_f64();
+    let probes = backends[1].hits.load(std::sync::atomic::Ordering::Relaxed) - hits_before;
+    assert!(
+        probes as f64 >= elapsed / 0.3 - 2.0,
+        "node2 probed {probes} times in {elapsed:.2}s: its schedule slipped"
+    );
+    assert!(
+        agent.log_text().contains("timeout after 80ms"),
+        "{}",
+        agent.log_text()
+    );
+}
+
+#[test]
+fn answers_servfail_until_the_first_round_is_done() {
+    let backends = Backend::group(&["127.0.6.1", "127.0.6.2"]);
+    backends[0].set_mode(HttpMode::Hang);
+    let dns = dns_addr("127.0.6.100");
+    // The first round cannot finish before the 3 s timeout of the hanging node1.
+    let yaml = config(&backends, dns, "").replace(
+        "interval: 300ms, retry_interval: 100ms, timeout: 80ms",
+        "interval: 5s, retry_interval: 4s, timeout: 3s",
+    );
+    let started = Instant::now();
+    let agent = AgentProcess::start(&yaml, dns);
+    let name = format!("app.{ZONE}");
+    wait_until(
+        Duration::from_secs(3),
+        "a SERVFAIL while the first round runs",
+        || dig(dns, &name, "A", &[]).status == "SERVFAIL",
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "SERVFAIL seen before the first round could end"
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "answers after the first round",
+        || answers(dns, "app") == ["127.0.6.2"],
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "answered only once node1's probe had timed out"
+    );
+    drop(agent);
+}
+
+#[test]
+fn malformed_packets_get_formerr_or_nothing_and_the_server_keeps_serving() {
+    use std::net::UdpSocket;
+    let backends = Backend::group(&["127.0.7.1"]);
+    let dns = dns_addr("127.0.7.100");
+    let mut agent = AgentProcess::start(&config(&backends, dns, ""), dns);
+    agent.wait_ready(&format!("app.{ZONE}"));
+
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 1500];
+    // A valid header (id 0x1234, one question) followed by a question that runs off the end.
+    let bad_question = [
+        0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0x05, b'a', b'b',
+    ];
+    socket.send_to(&bad_question, dns).unwrap();
+    let (n, _) = socket
+        .recv_from(&mut buf)
+        .expect("a FORMERR answer to a broken question");
+    assert!(n >= 12 && buf[0..2] == [0x12, 0x34], "same id");
+    assert_eq!(buf[3] & 0x0f, 1, "rcode FORMERR");
+
+    // Shorter than a header, random bytes, a compression loop: dropped or FORMERR, never a crash.
+    let loop_ptr = [
+        0xab, 0xcd, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0xc0, 0x0c, 0x00, 0x01, 0x00, 0x01,
+    ];
+    let garbage: Vec<u8> = (0..512u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    for packet in [&b"\x01\x02\x03"[..], &garbage, &loop_ptr, &[0u8; 12]] {
+        socket.send_to(packet, dns).unwrap();
+        if let Ok((n, _)) = socket.recv_from(&mut buf) {
+            assert!(
+                n >= 12 && [1, 4].contains(&(buf[3] & 0x0f)),
+                "only FORMERR/NOTIMP may answer garbage: {:?}",
+                &buf[..n]
+            );
+        }
+    }
+    // Garbage over TCP too.
+    let mut tcp = std::net::TcpStream::connect(dns).unwrap();
+    std::io::Write::write_all(&mut tcp, &[0x00, 0x05, 1, 2, 3, 4, 5]).unwrap();
+    drop(tcp);
+
+    assert_eq!(answers(dns, "app"), ["127.0.7.1"], "still serving over UDP");
+    assert_eq!(
+        dig(dns, &format!("app.{ZONE}"), "A", &["+tcp"]).answers,
+        ["127.0.7.1"],
+        "and TCP"
+    );
+}
+
+#[test]
+fn a_bad_config_exits_2_naming_the_key_and_an_occupied_port_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = common::write_file(
+        dir.path(),
+        "bad.yaml",
+        "zone: ha.example.com\nnodes:\n  - { id: n1, address: 127.0.0.1 }\nchecks:\n  - { id: web, type: http, url: \"http://{address}/\" }\nhostnames:\n  - { name: app, checks: [web], mode: fastest }\n",
+    );
+    for args in [
+        &["run", "--state-dir", "/nonexistent"][..],
+        &["check-config"][..],
+    ] {
+        let out = std::process::Command::new(common::binary())
+            .args(args)
+            .arg("--config")
+            .arg(&bad)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(
+                "bad.yaml:7:39: hostnames[0].mode: `fastest` is not a mode; use failover or all"
+            ),
+            "{stderr}"
+        );
+    }
+
+    // The DNS port is taken: a runtime failure, with the address in the message.
+    let taken = std::net::UdpSocket::bind("127.0.8.1:0").unwrap();
+    let backends = Backend::group(&["127.0.8.2"]);
+    let yaml = config(&backends, taken.local_addr().unwrap(), "");
+    let path = common::write_file(dir.path(), "ok.yaml", &yaml);
+    let out = std::process::Command::new(common::binary())
+        .args(["run", "--state-dir"])
+        .arg(dir.path().join("state"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot listen for DNS on {}",
+            taken.local_addr().unwrap()
+        )),
+        "{stderr}"
     );
 }

@@ -152,7 +152,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 /// `64 KiB`, `512 B`: sizes in messages.
 fn format_bytes(n: u64) -> String {
-    if n >= 1024 && n % 1024 == 0 {
+    if n >= 1024 && n.is_multiple_of(1024) {
         format!("{} KiB", n / 1024)
     } else {
         format!("{n} B")

@@ -77,10 +77,8 @@ pub fn describe_error(error: &(dyn std::error::Error + 'static)) -> String {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
     let mut deepest = error.to_string();
     while let Some(e) = current {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if let Some(words) = io_words(io) {
-                return words.to_string();
-            }
+        if let Some(words) = e.downcast_ref::<std::io::Error>().and_then(io_words) {
+            return words.to_string();
         }
         deepest = e.to_string();
         current = e.source();
@@ -102,3 +100,6 @@ pub fn io_words(error: &std::io::Error) -> Option<&'static str> {
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -120,30 +120,49 @@ pub struct HostnameEntry {
     pub family: Option<Spanned<String>>,
 }
 
+/// `notify:` — where state changes are sent; validated by `config::notify`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifySection {
     pub email: Option<EmailSection>,
+    pub webhook: Option<WebhookSection>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)] // read once email delivery is built; parsed now so complete files validate
 pub struct EmailSection {
     pub smtp: SmtpSection,
-    pub from: String,
-    pub to: Vec<String>,
+    pub from: Spanned<String>,
+    pub to: Spanned<Vec<Spanned<String>>>,
+    /// Which events are mailed; every kind when absent.
+    pub events: Option<Spanned<Vec<Spanned<String>>>>,
+    pub digest_window: Option<Spanned<HumanDuration>>,
+    pub retry_for: Option<Spanned<HumanDuration>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)] // as above
 pub struct SmtpSection {
-    pub host: String,
-    pub port: Option<u16>,
+    pub host: Spanned<String>,
+    pub port: Option<Spanned<u16>>,
     pub tls: Option<Spanned<String>>,
-    pub username: Option<String>,
-    pub password_env: Option<String>,
+    pub username: Option<Spanned<String>>,
+    pub password_env: Option<Spanned<String>>,
+    pub password_file: Option<Spanned<String>>,
+    /// Accepted only to refuse it with a helpful message: a password never sits in this file.
+    pub password: Option<Spanned<serde::de::IgnoredAny>>,
+    pub timeout: Option<Spanned<HumanDuration>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSection {
+    pub url: Spanned<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub events: Option<Spanned<Vec<Spanned<String>>>>,
+    pub retry_for: Option<Spanned<HumanDuration>>,
+    pub timeout: Option<Spanned<HumanDuration>>,
 }
 
 #[derive(Debug, Deserialize)]

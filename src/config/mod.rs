@@ -4,6 +4,7 @@
 
 mod duration;
 mod file;
+mod notify;
 mod summary;
 
 use std::collections::{BTreeSet, HashMap};
@@ -17,6 +18,10 @@ use serde_saphyr::Spanned;
 
 pub use duration::{HumanDuration, format_duration};
 use file::{CheckEntry, ConfigFile, HostnameEntry, NodeEntry, StatusSpec, TimingSection};
+pub use notify::{
+    EmailConfig, EventFilter, NotifyConfig, Secret, SecretKind, SecretSource, SmtpConfig, SmtpTls,
+    WebhookConfig,
+};
 
 /// Default place of the configuration file.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/failoverd/config.yaml";
@@ -42,8 +47,8 @@ pub struct Config {
     pub nodes: Vec<Node>,
     pub checks: Vec<Check>,
     pub hostnames: Vec<Hostname>,
-    /// Parsed and checked so a complete file is accepted; delivery is not part of this build yet.
-    pub notify_configured: bool,
+    /// Where state changes are sent (email, webhook); empty without a `notify:` section.
+    pub notify: NotifyConfig,
     /// Parsed and checked so a complete file is accepted; agreement is not part of this build yet.
     pub cluster_configured: bool,
 }
@@ -289,16 +294,29 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let snippet: Vec<&str> = lines
             .filter(|l| !l.trim_start().starts_with("-->"))
             .collect();
+        // `Spanned` fields add a `.value` step that is not in the file; `?` and `.` mean "the top".
+        let key = key.replace(".value", "");
+        let key = if key == "." || key == "?" {
+            String::new()
+        } else {
+            key
+        };
+        let message = match message.split_once(", set DuplicateKeyPolicy") {
+            Some((head, _)) => format!("{head} (each key may appear once)"),
+            None => message,
+        };
+        // A required top-level key is missing: no line in the file is to blame.
+        let top_level_missing = key.is_empty() && message.starts_with("missing field");
         ConfigError {
             file: file_name.clone(),
-            location,
-            key: if key == "." {
-                String::new()
-            } else {
-                key.clone()
-            },
+            location: if top_level_missing { None } else { location },
+            key,
             message,
-            snippet: (!snippet.is_empty()).then(|| snippet.join("\n")),
+            snippet: if top_level_missing || snippet.is_empty() {
+                None
+            } else {
+                Some(snippet.join("\n"))
+            },
         }
     })?;
     Validator {
@@ -440,17 +458,8 @@ impl<'a> Validator<'a> {
             None => detect_self(&built_nodes),
         };
 
-        if let Some(notify) = &notify
-            && let Some(email) = &notify.email
-            && let Some(tls) = &email.smtp.tls
-            && !matches!(tls.value.as_str(), "none" | "starttls" | "tls")
-        {
-            return Err(self.error(
-                tls,
-                "notify.email.smtp.tls",
-                format!("`{}` is not one of none, starttls, tls", tls.value),
-            ));
-        }
+        let config_dir = path.parent().unwrap_or(Path::new("."));
+        let notify = self.notify(notify, config_dir)?;
         if let Some(cluster) = &cluster {
             if let Some(q) = &cluster.quorum
                 && !matches!(q.value.as_str(), "majority" | "any" | "all")
@@ -480,7 +489,7 @@ impl<'a> Validator<'a> {
             nodes: built_nodes,
             checks: built_checks,
             hostnames: built_hostnames,
-            notify_configured: notify.is_some_and(|n| n.email.is_some()),
+            notify,
             cluster_configured: cluster.is_some(),
         })
     }

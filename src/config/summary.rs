@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{CheckKind, Config, Mode, SelfSource, WhenAllDown, format_duration};
+use super::{CheckKind, Config, Mode, NotifyConfig, SelfSource, WhenAllDown, format_duration};
 
 impl Config {
     /// What the agent will do with this file: nodes, checks, hostnames and which node this is.
@@ -131,12 +131,7 @@ impl Config {
                 .collect();
             names.join(", ")
         });
-        if self.notify_configured {
-            let _ = writeln!(
-                out,
-                "notify.email: accepted, but email delivery is not part of this build yet"
-            );
-        }
+        out.push_str(&notify_summary(&self.notify));
         if self.cluster_configured {
             let _ = writeln!(
                 out,
@@ -145,4 +140,51 @@ impl Config {
         }
         out
     }
+}
+
+/// The `notify:` lines: where messages go and how, never a secret's value.
+fn notify_summary(notify: &NotifyConfig) -> String {
+    let mut out = String::new();
+    if notify.is_empty() {
+        let _ = writeln!(out, "\nnotify: none (no email or webhook configured)");
+        return out;
+    }
+    let _ = writeln!(out, "\nnotify:");
+    if let Some(e) = &notify.email {
+        let s = &e.smtp;
+        let auth = match (&s.username, &s.password) {
+            (Some(u), Some(p)) => format!(", user {u}, {}", p.describe()),
+            _ => String::new(),
+        };
+        let to: Vec<String> = e.to.iter().map(|m| m.to_string()).collect();
+        let _ = writeln!(
+            out,
+            "  email     {} -> {}\n            via {}:{} (tls: {}{auth})\n            events {}, digest window {}, retried for {}",
+            e.from,
+            to.join(", "),
+            s.host,
+            s.port,
+            s.tls.name(),
+            e.events.names().join(", "),
+            format_duration(e.digest_window),
+            format_duration(e.retry_for)
+        );
+    }
+    if let Some(w) = &notify.webhook {
+        // A URL may carry a token in its path or query: show only scheme, host and port.
+        let url = crate::notify::redacted_url(&w.url);
+        let headers: Vec<&str> = w.headers.iter().map(|(k, _)| k.as_str()).collect();
+        let _ = writeln!(
+            out,
+            "  webhook   POST {url}{}\n            events {}, retried for {}",
+            if headers.is_empty() {
+                String::new()
+            } else {
+                format!(" with headers {}", headers.join(", "))
+            },
+            w.events.names().join(", "),
+            format_duration(w.retry_for)
+        );
+    }
+    out
 }

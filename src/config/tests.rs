@@ -1,1 +1,159 @@
+//! Every file in tests/configs/valid parses, every file in tests/configs/invalid fails with the
+//! message its first line announces (`# error: …`), and the example config parses.
 
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+fn files(dir: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/configs")
+        .join(dir);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no files in {}", dir.display());
+    files
+}
+
+/// Loads with the bare file name as the path, so messages are stable across checkouts.
+fn load_named(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).unwrap();
+    parse(Path::new(path.file_name().unwrap()), &text)
+}
+
+#[test]
+fn every_valid_file_parses() {
+    for path in files("valid") {
+        if let Err(e) = load_named(&path) {
+            panic!("{} should be valid:\n{e}", path.display());
+        }
+    }
+}
+
+#[test]
+fn every_invalid_file_fails_with_its_message() {
+    for path in files("invalid") {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expected = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# error: "))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{} must start with `# error: <expected message>`",
+                    path.display()
+                )
+            });
+        match load_named(&path) {
+            Ok(_) => panic!("{} should be refused", path.display()),
+            Err(e) => {
+                let shown = e.to_string();
+                assert!(
+                    shown.contains(expected),
+                    "{}:\nexpected: {expected}\ngot:      {shown}",
+                    path.display()
+                );
+                let top_level_missing = shown.contains("missing field");
+                assert!(
+                    e.location.is_some() || top_level_missing,
+                    "{}: errors name a line: {shown}",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_example_config_parses() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.yaml");
+    let config = load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.zone.to_ascii(), "ha.example.com.");
+    assert_eq!(config.self_node, Some(0));
+}
+
+#[test]
+fn defaults_are_the_documented_ones() {
+    let config = load_named(&files("valid")[1]).unwrap(); // minimal.yaml
+    assert_eq!(
+        config.dns.listen,
+        ["0.0.0.0:53".parse().unwrap(), "[::]:53".parse().unwrap()]
+    );
+    assert_eq!(config.dns.ttl, Duration::from_secs(10));
+    assert_eq!(config.dashboard.listen, "127.0.0.1:81".parse().unwrap());
+    assert_eq!(config.dashboard.refresh, Duration::from_secs(60));
+    let t = config.checks[0].timing;
+    assert_eq!(
+        (t.interval, t.retry_interval, t.timeout, t.fall, t.rise),
+        (
+            Duration::from_secs(30),
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+            2,
+            2
+        )
+    );
+    let CheckKind::Http(h) = &config.checks[0].kind else {
+        panic!("http")
+    };
+    assert_eq!(
+        (h.expect_status, h.tls_verify, h.body_limit),
+        ((200, 399), true, DEFAULT_BODY_LIMIT)
+    );
+    let host = &config.hostnames[0];
+    assert_eq!(
+        (host.mode, host.when_all_down, host.family),
+        (Mode::Failover, WhenAllDown::All, Family::Any)
+    );
+}
+
+#[test]
+fn hostnames_may_be_written_fully_qualified_and_checks_keep_their_overrides() {
+    let config = load_named(&files("valid")[0]).unwrap(); // dual-stack.yaml
+    assert_eq!(config.hostnames[0].name, "portal");
+    assert_eq!(
+        config.hostnames[0].fqdn.to_ascii(),
+        "portal.ha.example.com."
+    );
+    assert_eq!(config.self_node, Some(1));
+    assert_eq!(
+        config.nodes[1].probe_address,
+        "127.0.0.2".parse::<IpAddr>().unwrap()
+    );
+    assert_eq!(config.checks[1].timing.interval, Duration::from_secs(5));
+    assert_eq!(
+        config.checks[1].timing.fall, 3,
+        "defaults apply to what a check does not override"
+    );
+    assert_eq!(config.checks[1].kind.type_name(), "tcp", "telnet is tcp");
+    assert_eq!(config.dns.hostmaster.to_ascii(), "dns-admin.example.com.");
+}
+
+#[test]
+fn errors_show_the_offending_line() {
+    let text = "zone: ha.example.com\nnodes:\n  - { id: n1, address: 127.0.0.1 }\nchecks:\n  - { id: web, type: http, url: \"http://{address}/\" }\nhostnames:\n  - { name: app, checks: [nope] }\n";
+    let e = parse(Path::new("c.yaml"), text).unwrap_err().to_string();
+    assert!(
+        e.starts_with("c.yaml:7:27: hostnames[0].checks[0]: unknown check `nope`"),
+        "{e}"
+    );
+    assert!(
+        e.contains("7 |   - { name: app, checks: [nope] }") && e.contains('^'),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_missing_file_says_so() {
+    let e = load(Path::new("/nonexistent/failoverd.yaml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("/nonexistent/failoverd.yaml: cannot read the configuration file"),
+        "{e}"
+    );
+}

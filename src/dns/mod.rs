@@ -9,6 +9,7 @@ pub mod zone;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -31,11 +32,70 @@ const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Answers queries from the zone currently published by the health task.
 pub struct ZoneHandler {
     zone: Arc<ArcSwap<Zone>>,
+    /// Responses by code, for `/metrics`.
+    queries: Arc<QueryCounters>,
 }
 
 impl ZoneHandler {
     pub fn new(zone: Arc<ArcSwap<Zone>>) -> Self {
-        Self { zone }
+        Self::with_counters(zone, Arc::default())
+    }
+
+    /// A handler that counts its responses into `queries` (shared with the metrics endpoint).
+    pub fn with_counters(zone: Arc<ArcSwap<Zone>>, queries: Arc<QueryCounters>) -> Self {
+        Self { zone, queries }
+    }
+}
+
+/// Slots for the response codes of RFC 1035 and RFC 6891 (0..=23); higher codes share the last.
+const RCODE_SLOTS: usize = 25;
+
+/// DNS responses sent, by response code. Plain atomics, one relaxed increment per query: the
+/// answer path stays lock-free, and `/metrics` reads them whenever it is scraped.
+#[derive(Debug)]
+pub struct QueryCounters {
+    by_rcode: [AtomicU64; RCODE_SLOTS],
+}
+
+impl Default for QueryCounters {
+    fn default() -> Self {
+        Self {
+            by_rcode: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl QueryCounters {
+    pub fn record(&self, rcode: ResponseCode) {
+        let slot = usize::from(u16::from(rcode)).min(RCODE_SLOTS - 1);
+        self.by_rcode[slot].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every code answered at least once, as (name as dig prints it, count), in code order.
+    pub fn snapshot(&self) -> Vec<(String, u64)> {
+        self.by_rcode
+            .iter()
+            .enumerate()
+            .filter_map(|(code, n)| {
+                let n = n.load(Ordering::Relaxed);
+                (n > 0).then(|| (rcode_name(code), n))
+            })
+            .collect()
+    }
+}
+
+/// The mnemonic `dig` shows for a response code (`status: NXDOMAIN`).
+fn rcode_name(code: usize) -> String {
+    match code {
+        0 => "NOERROR".into(),
+        1 => "FORMERR".into(),
+        2 => "SERVFAIL".into(),
+        3 => "NXDOMAIN".into(),
+        4 => "NOTIMP".into(),
+        5 => "REFUSED".into(),
+        16 => "BADVERS".into(),
+        c if c == RCODE_SLOTS - 1 => "OTHER".into(),
+        c => format!("RCODE{c}"),
     }
 }
 
@@ -70,6 +130,7 @@ impl RequestHandler for ZoneHandler {
             None
         };
         if let Some(code) = error {
+            self.queries.record(code);
             let response = builder.error_msg(&request.metadata, code);
             return send(&mut response_handle, response, &request.metadata).await;
         }
@@ -78,6 +139,7 @@ impl RequestHandler for ZoneHandler {
         let query = &request.queries.queries()[0];
         let answer = respond::respond(&zone, query.name(), query.query_type(), query.query_class());
         metadata.response_code = answer.rcode;
+        self.queries.record(answer.rcode);
         metadata.authoritative = answer.authoritative;
         let response = builder.build(
             metadata,
@@ -153,9 +215,14 @@ impl DnsSockets {
             .collect()
     }
 
-    /// Starts serving; the returned server stops with `shutdown_gracefully`.
-    pub fn serve(self, zone: Arc<ArcSwap<Zone>>) -> Server<ZoneHandler> {
-        let mut server = Server::new(ZoneHandler::new(zone));
+    /// Starts serving; the returned server stops with `shutdown_gracefully`. Responses are
+    /// counted into `queries`.
+    pub fn serve(
+        self,
+        zone: Arc<ArcSwap<Zone>>,
+        queries: Arc<QueryCounters>,
+    ) -> Server<ZoneHandler> {
+        let mut server = Server::new(ZoneHandler::with_counters(zone, queries));
         for socket in self.udp {
             server.register_socket(socket);
         }
@@ -188,3 +255,6 @@ fn bind_socket(addr: SocketAddr, kind: Type) -> io::Result<Socket> {
     socket.bind(&addr.into())?;
     Ok(socket)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,141 @@
+//! The HTML page: a [`StatusView`] turned into display rows and rendered with askama
+//! (`templates/dashboard/index.html`, escaped, compiled into the binary).
+
+use std::time::SystemTime;
+
+use askama::Template;
+
+use super::view::{StatusView, ago, compact_duration, local_from_rfc3339, local_zone_name};
+
+#[derive(Template)]
+#[template(path = "dashboard/index.html")]
+struct Page {
+    zone: String,
+    node: String,
+    serial: u32,
+    uptime: String,
+    version: String,
+    ready: bool,
+    updated: String,
+    refresh_seconds: u64,
+    hosts: Vec<HostRow>,
+    checks: Vec<CheckRow>,
+    events: Vec<EventRow>,
+}
+
+struct HostRow {
+    name: String,
+    /// A then AAAA, as DNS answers.
+    addresses: Vec<String>,
+    nodes: String,
+    mode: String,
+    when_all_down: String,
+    /// `healthy`, `all_down_…`, `not_ready`: also the CSS class of the row.
+    reason: String,
+    reason_text: String,
+    why: Vec<String>,
+}
+
+struct CheckRow {
+    priority: u32,
+    node: String,
+    addresses: String,
+    check: String,
+    kind: String,
+    hostnames: String,
+    /// OK, KO, PENDING: always written out, the colour only repeats it.
+    state: String,
+    /// `ok`, `ko`, `pending`.
+    state_class: String,
+    since: String,
+    since_full: String,
+    since_ago: String,
+    latency: String,
+    passes: u32,
+    failures: u32,
+    rise: u32,
+    fall: u32,
+    error: String,
+}
+
+struct EventRow {
+    time: String,
+    time_full: String,
+    kind: String,
+    summary: String,
+}
+
+/// Renders the page; an error here is a bug in the template and becomes a 500.
+pub fn render(view: &StatusView) -> askama::Result<String> {
+    let now = SystemTime::now();
+    let local = |t: &Option<String>| {
+        t.as_deref()
+            .map(|t| local_from_rfc3339(t, now))
+            .unwrap_or_default()
+    };
+    let page = Page {
+        zone: view.zone.clone(),
+        node: view.node.clone().unwrap_or_else(|| "not set".into()),
+        serial: view.serial,
+        uptime: compact_duration(std::time::Duration::from_secs(view.uptime_seconds)),
+        version: view.version.clone(),
+        ready: view.ready,
+        updated: format!(
+            "{} {}",
+            local_from_rfc3339(&view.generated_at, now),
+            local_zone_name(now)
+        ),
+        refresh_seconds: view.refresh_seconds,
+        hosts: view
+            .hostnames
+            .iter()
+            .map(|h| HostRow {
+                name: h.name.clone(),
+                addresses: h.a.iter().chain(h.aaaa.iter()).cloned().collect(),
+                nodes: h.nodes.join(", "),
+                mode: h.mode.clone(),
+                when_all_down: h.when_all_down.clone(),
+                reason: h.reason.clone(),
+                reason_text: h.reason_text.clone(),
+                why: h.why.clone(),
+            })
+            .collect(),
+        checks: view
+            .checks
+            .iter()
+            .map(|p| CheckRow {
+                priority: p.priority,
+                node: p.node.clone(),
+                addresses: p.addresses.join(", "),
+                check: p.check.clone(),
+                kind: p.kind.clone(),
+                hostnames: p.hostnames.join(", "),
+                state: p.state.clone(),
+                state_class: p.state.to_ascii_lowercase(),
+                since: local(&p.since),
+                since_full: p.since.clone().unwrap_or_default(),
+                since_ago: p.since.as_deref().map(|s| ago(s, now)).unwrap_or_default(),
+                latency: p
+                    .latency_ms
+                    .map(|ms| format!("{ms:.1} ms"))
+                    .unwrap_or_default(),
+                passes: p.passes,
+                failures: p.failures,
+                rise: p.rise,
+                fall: p.fall,
+                error: p.error.clone().unwrap_or_default(),
+            })
+            .collect(),
+        events: view
+            .events
+            .iter()
+            .map(|e| EventRow {
+                time: local_from_rfc3339(&e.at, now),
+                time_full: e.at.clone(),
+                kind: e.kind.replace('_', " "),
+                summary: e.summary.clone(),
+            })
+            .collect(),
+    };
+    page.render()
+}

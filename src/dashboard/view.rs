@@ -1,0 +1,426 @@
+//! The agent's picture as one plain value: what `/api/v1/status` returns, what the page and
+//! `failoverd status` render. Built from one reading of the published status and zone.
+//!
+//! The field names are the JSON API (`/api/v1`): add fields freely, never rename or remove one.
+
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime};
+
+use hickory_proto::rr::LowerName;
+use serde::{Deserialize, Serialize};
+
+use crate::agent::Published;
+use crate::config::{Config, Mode, WhenAllDown};
+use crate::decide::{Decision, Reason};
+use crate::events::{Event, EventKind};
+use crate::health::{PairHealth, State};
+use crate::status::Status;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusView {
+    /// failoverd's version.
+    pub version: String,
+    /// The delegated zone, without the trailing dot.
+    pub zone: String,
+    /// This node's id, when known (`self` in the config, or found from local addresses).
+    pub node: Option<String>,
+    /// False until the first round of checks is done; DNS answers SERVFAIL until then.
+    pub ready: bool,
+    /// SOA serial of the zone being served.
+    pub serial: u32,
+    /// RFC 3339, UTC.
+    pub started_at: String,
+    pub uptime_seconds: u64,
+    /// When this view was taken (RFC 3339, UTC).
+    pub generated_at: String,
+    /// How often the page reloads itself.
+    pub refresh_seconds: u64,
+    /// Every hostname with the answer DNS gives right now, in config order.
+    pub hostnames: Vec<HostnameView>,
+    /// One row per (node, check): nodes best first, checks in config order.
+    pub checks: Vec<PairView>,
+    /// Newest first.
+    pub events: Vec<EventView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostnameView {
+    /// Fully qualified, without the trailing dot.
+    pub name: String,
+    /// `failover` or `all`.
+    pub mode: String,
+    /// `all`, `none` or `last`.
+    pub when_all_down: String,
+    /// Checks a node must pass to serve the name.
+    pub checks: Vec<String>,
+    /// Node ids in the answer, in order.
+    pub nodes: Vec<String>,
+    /// The A and AAAA records DNS serves now, read from the served zone.
+    pub a: Vec<String>,
+    pub aaaa: Vec<String>,
+    /// `healthy`, `all_down_fail_open`, `all_down_empty`, `all_down_kept_last` or `not_ready`.
+    pub reason: String,
+    /// The reason in words (which `when_all_down` rule applies, if one does).
+    pub reason_text: String,
+    /// Why the answer is what it is, one line per node that is passed over or failing,
+    /// e.g. `node1 KO on web since 10:42:13 — HTTP 503` (local time of the agent).
+    pub why: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairView {
+    pub node: String,
+    pub priority: u32,
+    pub addresses: Vec<String>,
+    pub check: String,
+    /// `http`, `https` or `tcp`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Hostnames (relative to the zone) whose answer depends on this pair.
+    pub hostnames: Vec<String>,
+    /// `OK`, `KO` or `PENDING` (no result yet).
+    pub state: String,
+    /// When the pair entered `state` (RFC 3339, UTC).
+    pub since: Option<String>,
+    /// When it was last probed (RFC 3339, UTC).
+    pub last_checked: Option<String>,
+    /// Latency of the last probe, in milliseconds.
+    pub latency_ms: Option<f64>,
+    /// Why the last probe failed; null when it passed.
+    pub error: Option<String>,
+    /// Consecutive passes, counting the last probe; `rise` of them bring a KO pair back.
+    pub passes: u32,
+    /// Consecutive failures, counting the last probe; `fall` of them take an OK pair down.
+    pub failures: u32,
+    pub rise: u32,
+    pub fall: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventView {
+    /// RFC 3339, UTC.
+    pub at: String,
+    /// `check_down`, `check_up`, `answer_changed`, `publish_failed`, or `other`.
+    pub kind: String,
+    pub summary: String,
+}
+
+impl StatusView {
+    /// Reads the published status and zone once each and builds the view.
+    pub fn build(published: &Published, now: SystemTime) -> Self {
+        let status = published.status.load();
+        let zone = published.zone.load();
+        Self::from_parts(&published.config, &status, &zone, now)
+    }
+
+    pub fn from_parts(
+        config: &Config,
+        status: &Status,
+        zone: &crate::dns::Zone,
+        now: SystemTime,
+    ) -> Self {
+        let hostnames = config
+            .hostnames
+            .iter()
+            .enumerate()
+            .map(|(h, hostname)| {
+                let records = zone
+                    .ready
+                    .then(|| zone.names.get(&LowerName::new(&hostname.fqdn)))
+                    .flatten();
+                let ips = |records: Option<&Vec<hickory_proto::rr::Record>>| -> Vec<String> {
+                    records
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|r| r.data.ip_addr().map(|ip: IpAddr| ip.to_string()))
+                        .collect()
+                };
+                let decision = status.decisions.get(h).filter(|_| status.ready);
+                let (reason, reason_text) = match decision {
+                    Some(d) => (reason_code(d.reason), d.reason.describe().to_string()),
+                    None => (
+                        "not_ready",
+                        "first round of checks not done: answering SERVFAIL".to_string(),
+                    ),
+                };
+                HostnameView {
+                    name: without_dot(&hostname.fqdn.to_ascii()),
+                    mode: match hostname.mode {
+                        Mode::Failover => "failover",
+                        Mode::All => "all",
+                    }
+                    .to_string(),
+                    when_all_down: match hostname.when_all_down {
+                        WhenAllDown::All => "all",
+                        WhenAllDown::None => "none",
+                        WhenAllDown::Last => "last",
+                    }
+                    .to_string(),
+                    checks: hostname
+                        .checks
+                        .iter()
+                        .map(|&c| config.checks[c].id.clone())
+                        .collect(),
+                    nodes: decision
+                        .map(|d| {
+                            d.nodes
+                                .iter()
+                                .map(|&n| config.nodes[n].id.clone())
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    a: ips(records.map(|r| &r.a)),
+                    aaaa: ips(records.map(|r| &r.aaaa)),
+                    reason: reason.to_string(),
+                    reason_text,
+                    why: decision
+                        .map(|d| explain(config, status, h, d))
+                        .unwrap_or_default(),
+                }
+            })
+            .collect();
+
+        let mut order: Vec<usize> = (0..config.nodes.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (a, b) = (&config.nodes[a], &config.nodes[b]);
+            b.priority.cmp(&a.priority).then_with(|| a.id.cmp(&b.id))
+        });
+        let mut checks = Vec::with_capacity(config.pair_count());
+        for &n in &order {
+            for c in 0..config.checks.len() {
+                let (node, check) = (&config.nodes[n], &config.checks[c]);
+                let health = &status.pairs[config.pair_index(n, c)];
+                let last = health.last_result.as_ref();
+                checks.push(PairView {
+                    node: node.id.clone(),
+                    priority: node.priority,
+                    addresses: node.addresses.iter().map(|a| a.to_string()).collect(),
+                    check: check.id.clone(),
+                    kind: check.kind.type_name().to_string(),
+                    hostnames: config
+                        .hostnames
+                        .iter()
+                        .filter(|h| h.checks.contains(&c) && h.nodes.contains(&n))
+                        .map(|h| h.name.clone())
+                        .collect(),
+                    state: health.state.label().to_string(),
+                    since: health.since.map(rfc3339),
+                    last_checked: health.last_checked.map(rfc3339),
+                    latency_ms: last.map(|r| (r.latency.as_secs_f64() * 1e4).round() / 10.0),
+                    error: last.and_then(|r| r.error.clone()),
+                    passes: health.passes,
+                    failures: health.failures,
+                    rise: check.timing.rise,
+                    fall: check.timing.fall,
+                });
+            }
+        }
+
+        Self {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            zone: without_dot(&config.zone.to_ascii()),
+            node: config.self_node.map(|n| config.nodes[n].id.clone()),
+            ready: status.ready,
+            serial: status.serial,
+            started_at: rfc3339(status.started_at),
+            uptime_seconds: now
+                .duration_since(status.started_at)
+                .unwrap_or_default()
+                .as_secs(),
+            generated_at: rfc3339(now),
+            refresh_seconds: config.dashboard.refresh.as_secs().max(1),
+            hostnames,
+            checks,
+            events: status.events.iter().rev().map(|e| event_view(e)).collect(),
+        }
+    }
+}
+
+fn reason_code(reason: Reason) -> &'static str {
+    match reason {
+        Reason::Healthy => "healthy",
+        Reason::AllDownFailOpen => "all_down_fail_open",
+        Reason::AllDownEmpty => "all_down_empty",
+        Reason::AllDownKeptLast => "all_down_kept_last",
+    }
+}
+
+/// Why hostname `h` answers `decision`: one line per node of the hostname that is passed over
+/// because a check is not OK, in rank order; and for a healthy failover answer, which node
+/// won. Nodes that are fine but simply rank lower are not news and are not listed.
+fn explain(config: &Config, status: &Status, h: usize, decision: &Decision) -> Vec<String> {
+    let hostname = &config.hostnames[h];
+    let mut ranked = hostname.nodes.clone();
+    ranked.sort_by(|&a, &b| {
+        let (na, nb) = (&config.nodes[a], &config.nodes[b]);
+        nb.priority
+            .cmp(&na.priority)
+            .then_with(|| na.id.cmp(&nb.id))
+    });
+    let mut why = Vec::new();
+    for &n in &ranked {
+        let failing: Vec<usize> = hostname
+            .checks
+            .iter()
+            .copied()
+            .filter(|&c| !status.pairs[config.pair_index(n, c)].is_up())
+            .collect();
+        if failing.is_empty() {
+            if decision.reason == Reason::Healthy && hostname.mode == Mode::Failover {
+                let checks: Vec<&str> = hostname
+                    .checks
+                    .iter()
+                    .map(|&c| config.checks[c].id.as_str())
+                    .collect();
+                why.push(format!(
+                    "{} OK on {} (priority {}: the best node passing)",
+                    config.nodes[n].id,
+                    checks.join(", "),
+                    config.nodes[n].priority
+                ));
+                // Nodes below the winner do not change the answer.
+                break;
+            }
+            continue;
+        }
+        for c in failing {
+            why.push(pair_line(
+                &config.nodes[n].id,
+                &config.checks[c].id,
+                &status.pairs[config.pair_index(n, c)],
+            ));
+        }
+    }
+    why
+}
+
+/// `node1 KO on web since 10:42:13 — HTTP 503`.
+fn pair_line(node: &str, check: &str, health: &PairHealth) -> String {
+    let mut line = format!("{node} {} on {check}", health.state.label());
+    match health.since {
+        Some(since) if health.state != State::Unknown => {
+            line.push_str(&format!(" since {}", local_time(since)))
+        }
+        _ => line.push_str(" (no result yet)"),
+    }
+    if let Some(error) = health.last_result.as_ref().and_then(|r| r.error.as_ref()) {
+        line.push_str(&format!(" — {error}"));
+    }
+    line
+}
+
+fn event_view(event: &Event) -> EventView {
+    #[allow(unreachable_patterns)] // other kinds may be added by other features
+    let kind = match &event.kind {
+        EventKind::CheckDown { .. } => "check_down",
+        EventKind::CheckUp { .. } => "check_up",
+        EventKind::AnswerChanged { .. } => "answer_changed",
+        EventKind::PublishFailed { .. } => "publish_failed",
+        _ => "other",
+    };
+    EventView {
+        at: rfc3339(event.at),
+        kind: kind.to_string(),
+        summary: event.summary(),
+    }
+}
+
+fn without_dot(name: &str) -> String {
+    name.trim_end_matches('.').to_string()
+}
+
+/// `2026-05-01T10:42:13Z`: seconds are enough for people, and the format sorts as text.
+pub fn rfc3339(t: SystemTime) -> String {
+    match jiff::Timestamp::try_from(t) {
+        Ok(ts) => ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        Err(_) => "invalid time".to_string(),
+    }
+}
+
+/// `10:42:13` in the agent's local time zone (TZ, or /etc/localtime; UTC when neither is set).
+pub fn local_time(t: SystemTime) -> String {
+    match jiff::Timestamp::try_from(t) {
+        Ok(ts) => ts
+            .to_zoned(jiff::tz::TimeZone::system())
+            .strftime("%H:%M:%S")
+            .to_string(),
+        Err(_) => "?".to_string(),
+    }
+}
+
+/// The abbreviation of the agent's local time zone at `t` (`UTC`, `CEST`), shown once on the
+/// page so that the bare times elsewhere are unambiguous.
+pub fn local_zone_name(t: SystemTime) -> String {
+    match jiff::Timestamp::try_from(t) {
+        Ok(ts) => ts
+            .to_zoned(jiff::tz::TimeZone::system())
+            .strftime("%Z")
+            .to_string(),
+        Err(_) => String::new(),
+    }
+}
+
+/// An RFC 3339 time from the API in the local time zone, with the date when it is not today:
+/// `10:42:13` or `2026-04-30 10:42:13`.
+pub fn local_from_rfc3339(text: &str, now: SystemTime) -> String {
+    let Ok(ts) = text.parse::<jiff::Timestamp>() else {
+        return text.to_string();
+    };
+    let tz = jiff::tz::TimeZone::system();
+    let zoned = ts.to_zoned(tz.clone());
+    let today = jiff::Timestamp::try_from(now)
+        .map(|n| n.to_zoned(tz).date())
+        .ok();
+    if today == Some(zoned.date()) {
+        zoned.strftime("%H:%M:%S").to_string()
+    } else {
+        zoned.strftime("%Y-%m-%d %H:%M:%S").to_string()
+    }
+}
+
+/// How long ago an RFC 3339 time was, compactly: `42s`, `3m 12s`, `2h 5m`, `3d 4h`.
+pub fn ago(text: &str, now: SystemTime) -> String {
+    let Ok(ts) = text.parse::<jiff::Timestamp>() else {
+        return String::new();
+    };
+    let then = SystemTime::from(ts);
+    compact_duration(now.duration_since(then).unwrap_or_default())
+}
+
+pub fn compact_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {}s", s / 60, s % 60),
+        3600..86400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d {}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_compact() {
+        for (secs, want) in [
+            (0, "0s"),
+            (59, "59s"),
+            (60, "1m 0s"),
+            (192, "3m 12s"),
+            (7500, "2h 5m"),
+            (273600, "3d 4h"),
+        ] {
+            assert_eq!(compact_duration(Duration::from_secs(secs)), want);
+        }
+    }
+
+    #[test]
+    fn times_round_trip_through_rfc3339() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_777_000_000);
+        let text = rfc3339(t);
+        assert_eq!(text, "2026-04-24T03:06:40Z");
+        assert_eq!(ago(&text, t + Duration::from_secs(75)), "1m 15s");
+        assert_eq!(ago("not a time", t), "");
+    }
+}

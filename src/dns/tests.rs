@@ -1,0 +1,457 @@
+//! The answer table of `respond`, and the request handler driven with real wire bytes.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::BinEncoder;
+use hickory_server::net::runtime::TokioTime;
+use hickory_server::net::{NetError, xfer::Protocol};
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponse;
+
+use super::respond::respond;
+use super::zone::{Zone, build};
+use super::{EDNS_PAYLOAD, ZoneHandler};
+use crate::config::{Config, parse};
+use crate::decide::{Decision, Reason};
+
+fn config() -> Config {
+    // Forty IPv6 addresses on `big`: too large for a 512-byte UDP reply, small enough for 1232.
+    let many: Vec<String> = (1..=40).map(|i| format!("\"2001:db8::{i:x}\"")).collect();
+    parse(
+        Path::new("t.yaml"),
+        &format!(
+            r#"
+zone: ha.example.com
+dns: {{ listen: ["127.0.0.1:0"], ttl: 7s }}
+nodes:
+  - {{ id: n1, addresses: [192.0.2.1, "2001:db8::1"], priority: 2 }}
+  - {{ id: n2, address: 192.0.2.2, priority: 1 }}
+  - {{ id: big, addresses: [{}], priority: 0 }}
+checks:
+  - {{ id: web, type: http, url: "http://{{address}}/" }}
+hostnames:
+  - {{ name: app, checks: [web] }}
+  - {{ name: a.b.c, checks: [web] }}
+  - {{ name: v4, checks: [web], family: ipv4, nodes: [n1] }}
+  - {{ name: empty, checks: [web], when_all_down: none, nodes: [n2] }}
+  - {{ name: big, checks: [web], nodes: [big] }}
+"#,
+            many.join(", ")
+        ),
+    )
+    .unwrap()
+}
+
+fn zone() -> Zone {
+    let healthy = |nodes: Vec<usize>| Decision {
+        nodes,
+        reason: Reason::Healthy,
+    };
+    let decisions = vec![
+        healthy(vec![0]),
+        healthy(vec![1]),
+        healthy(vec![0]),
+        Decision {
+            nodes: vec![],
+            reason: Reason::AllDownEmpty,
+        },
+        healthy(vec![2]),
+    ];
+    build(&config(), &decisions, 42)
+}
+
+fn name(s: &str) -> LowerName {
+    LowerName::new(&Name::from_str(s).unwrap())
+}
+
+#[test]
+fn respond_follows_the_table() {
+    let z = zone();
+    use RecordType::*;
+    use ResponseCode::*;
+    // (name, type, class, rcode, authoritative, answers, authority, additional)
+    type Row<'a> = (
+        &'a str,
+        RecordType,
+        DNSClass,
+        ResponseCode,
+        bool,
+        usize,
+        usize,
+        usize,
+    );
+    let table: &[Row] = &[
+        (
+            "app.ha.example.com.",
+            A,
+            DNSClass::IN,
+            NoError,
+            true,
+            1,
+            0,
+            0,
+        ),
+        (
+            "APP.HA.Example.COM.",
+            A,
+            DNSClass::IN,
+            NoError,
+            true,
+            1,
+            0,
+            0,
+        ),
+        (
+            "app.ha.example.com.",
+            AAAA,
+            DNSClass::IN,
+            NoError,
+            true,
+            1,
+            0,
+            0,
+        ),
+        (
+            "app.ha.example.com.",
+            ANY,
+            DNSClass::IN,
+            NoError,
+            true,
+            2,
+            0,
+            0,
+        ),
+        (
+            "app.ha.example.com.",
+            A,
+            DNSClass::ANY,
+            NoError,
+            true,
+            1,
+            0,
+            0,
+        ),
+        (
+            "app.ha.example.com.",
+            MX,
+            DNSClass::IN,
+            NoError,
+            true,
+            0,
+            1,
+            0,
+        ),
+        (
+            "v4.ha.example.com.",
+            AAAA,
+            DNSClass::IN,
+            NoError,
+            true,
+            0,
+            1,
+            0,
+        ),
+        (
+            "empty.ha.example.com.",
+            A,
+            DNSClass::IN,
+            NoError,
+            true,
+            0,
+            1,
+            0,
+        ),
+        (
+            "b.c.ha.example.com.",
+            A,
+            DNSClass::IN,
+            NoError,
+            true,
+            0,
+            1,
+            0,
+        ),
+        ("c.ha.example.com.", A, DNSClass::IN, NoError, true, 0, 1, 0),
+        (
+            "x.a.b.c.ha.example.com.",
+            A,
+            DNSClass::IN,
+            NXDomain,
+            true,
+            0,
+            1,
+            0,
+        ),
+        (
+            "nope.ha.example.com.",
+            A,
+            DNSClass::IN,
+            NXDomain,
+            true,
+            0,
+            1,
+            0,
+        ),
+        ("ha.example.com.", SOA, DNSClass::IN, NoError, true, 1, 0, 0),
+        ("ha.example.com.", NS, DNSClass::IN, NoError, true, 3, 0, 43),
+        (
+            "ha.example.com.",
+            ANY,
+            DNSClass::IN,
+            NoError,
+            true,
+            4,
+            0,
+            43,
+        ),
+        ("ha.example.com.", A, DNSClass::IN, NoError, true, 0, 1, 0),
+        (
+            "ns-n1.ha.example.com.",
+            A,
+            DNSClass::IN,
+            NoError,
+            true,
+            1,
+            0,
+            0,
+        ),
+        (
+            "ns-n1.ha.example.com.",
+            AAAA,
+            DNSClass::IN,
+            NoError,
+            true,
+            1,
+            0,
+            0,
+        ),
+        ("example.com.", SOA, DNSClass::IN, Refused, false, 0, 0, 0),
+        (
+            "ha.example.com.evil.",
+            A,
+            DNSClass::IN,
+            Refused,
+            false,
+            0,
+            0,
+            0,
+        ),
+        (
+            "app.ha.example.com.",
+            A,
+            DNSClass::CH,
+            Refused,
+            false,
+            0,
+            0,
+            0,
+        ),
+        (
+            "ha.example.com.",
+            AXFR,
+            DNSClass::IN,
+            Refused,
+            false,
+            0,
+            0,
+            0,
+        ),
+        (
+            "ha.example.com.",
+            IXFR,
+            DNSClass::IN,
+            Refused,
+            false,
+            0,
+            0,
+            0,
+        ),
+    ];
+    for &(n, t, class, rcode, aa, answers, authority, additional) in table {
+        let r = respond(&z, &name(n), t, class);
+        let got = (
+            r.rcode,
+            r.authoritative,
+            r.answers.len(),
+            r.authority.len(),
+            r.additional.len(),
+        );
+        assert_eq!(
+            got,
+            (rcode, aa, answers, authority, additional),
+            "{n} {t} {class}"
+        );
+        if authority > 0 {
+            assert_eq!(
+                r.authority[0].record_type(),
+                SOA,
+                "negative answers carry the SOA: {n} {t}"
+            );
+        }
+    }
+}
+
+#[test]
+fn before_the_first_round_the_zone_answers_servfail_but_still_refuses_outsiders() {
+    let z = Zone::not_ready(&config());
+    assert_eq!(
+        respond(
+            &z,
+            &name("app.ha.example.com."),
+            RecordType::A,
+            DNSClass::IN
+        )
+        .rcode,
+        ResponseCode::ServFail
+    );
+    assert_eq!(
+        respond(&z, &name("ha.example.com."), RecordType::SOA, DNSClass::IN).rcode,
+        ResponseCode::ServFail
+    );
+    assert_eq!(
+        respond(&z, &name("example.org."), RecordType::A, DNSClass::IN).rcode,
+        ResponseCode::Refused
+    );
+}
+
+#[test]
+fn records_carry_the_configured_ttls_and_the_serial() {
+    let z = zone();
+    let a = respond(
+        &z,
+        &name("app.ha.example.com."),
+        RecordType::A,
+        DNSClass::IN,
+    );
+    assert_eq!(a.answers[0].ttl, 7);
+    assert_eq!(
+        a.answers[0].data,
+        RData::A("192.0.2.1".parse::<std::net::Ipv4Addr>().unwrap().into())
+    );
+    let ns = respond(&z, &name("ha.example.com."), RecordType::NS, DNSClass::IN);
+    assert_eq!(ns.answers[0].ttl, 3600);
+    let RData::SOA(soa) = &z.soa[0].data else {
+        panic!("SOA")
+    };
+    assert_eq!((soa.serial, soa.minimum), (42, 7));
+    assert_eq!(soa.mname.to_ascii(), "ns-n1.ha.example.com.");
+}
+
+/// Captures what the handler sends, encoded as the UDP server would (client size or 512).
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+#[async_trait::async_trait]
+impl ResponseHandler for Capture {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        let mut buf = Vec::new();
+        let mut encoder = BinEncoder::new(&mut buf);
+        encoder.set_max_size(response.edns().map(|e| e.max_payload()).unwrap_or(512));
+        let info = response
+            .destructive_emit(&mut encoder)
+            .map_err(|e| NetError::from(e.to_string()))?;
+        *self.0.lock().unwrap() = buf;
+        Ok(info)
+    }
+}
+
+async fn ask(message: &Message) -> Message {
+    let handler = ZoneHandler::new(Arc::new(ArcSwap::from_pointee(zone())));
+    let src: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+    let request = Request::from_bytes(message.to_vec().unwrap(), src, Protocol::Udp).unwrap();
+    let capture = Capture::default();
+    handler
+        .handle_request::<_, TokioTime>(&request, capture.clone())
+        .await;
+    let bytes = capture.0.lock().unwrap().clone();
+    Message::from_vec(&bytes).unwrap()
+}
+
+fn query(n: &str, t: RecordType) -> Message {
+    let mut m = Message::new(7, MessageType::Query, OpCode::Query);
+    m.add_query(Query::query(Name::from_str(n).unwrap(), t));
+    m.metadata.recursion_desired = true;
+    m
+}
+
+#[tokio::test]
+async fn the_handler_sets_the_header_and_never_offers_recursion() {
+    let r = ask(&query("app.ha.example.com.", RecordType::A)).await;
+    assert_eq!(r.metadata.id, 7);
+    assert_eq!(r.metadata.message_type, MessageType::Response);
+    assert!(
+        r.metadata.authoritative && r.metadata.recursion_desired && !r.metadata.recursion_available
+    );
+    assert_eq!(r.answers.len(), 1);
+    assert_eq!(r.queries.len(), 1, "the question is echoed");
+}
+
+#[tokio::test]
+async fn bad_requests_get_error_codes() {
+    let mut two = query("app.ha.example.com.", RecordType::A);
+    two.add_query(Query::query(
+        Name::from_str("ha.example.com.").unwrap(),
+        RecordType::SOA,
+    ));
+    assert_eq!(
+        ask(&two).await.metadata.response_code,
+        ResponseCode::FormErr
+    );
+
+    let mut notify = query("ha.example.com.", RecordType::SOA);
+    notify.metadata.op_code = OpCode::Notify;
+    assert_eq!(
+        ask(&notify).await.metadata.response_code,
+        ResponseCode::NotImp
+    );
+
+    let mut v1 = query("app.ha.example.com.", RecordType::A);
+    let mut edns = Edns::new();
+    edns.set_version(1);
+    v1.set_edns(edns);
+    let r = ask(&v1).await;
+    // BADVERS (16) is an extended rcode whose high bits travel in the OPT record; it shares
+    // its number with BADSIG, which is how the decoder names it.
+    assert_eq!(
+        u16::from(r.metadata.response_code),
+        u16::from(ResponseCode::BADVERS),
+        "{r:?}"
+    );
+}
+
+#[tokio::test]
+async fn edns_size_is_capped_and_large_answers_truncate() {
+    // Without EDNS: 512 bytes; 40 AAAA records do not fit, so TC is set and TCP takes over.
+    let plain = ask(&query("big.ha.example.com.", RecordType::AAAA)).await;
+    assert!(plain.metadata.truncation, "TC set without EDNS");
+    assert!(plain.answers.len() < 40);
+
+    // A client offering 4096 gets at most our 1232, advertised in the OPT record.
+    let mut large = query("big.ha.example.com.", RecordType::AAAA);
+    let mut edns = Edns::new();
+    edns.set_max_payload(4096);
+    large.set_edns(edns);
+    let r = ask(&large).await;
+    assert_eq!(r.edns.as_ref().map(|e| e.max_payload()), Some(EDNS_PAYLOAD));
+    assert!(
+        !r.metadata.truncation,
+        "40 AAAA (~1.1 kB) fit in 1232 bytes"
+    );
+    assert_eq!(r.answers.len(), 40);
+}

@@ -1,0 +1,330 @@
+//! Notifications: the agent's events, mailed (SMTP, lettre) and posted (webhook), off the hot path.
+//!
+//! ```text
+//! health task ──broadcast──► dispatcher ──try_send──► bounded queue ──► email worker (digest, retry)
+//!   (never waits)            (filters)              └──────────────► webhook worker (retry)
+//! ```
+//!
+//! The health task's `broadcast::send` never blocks; the dispatcher only filters and `try_send`s,
+//! dropping (with a warning) when a queue is full; workers do the slow I/O. So a dead SMTP server
+//! can cost at most memory for a bounded backlog, never a probe or a DNS answer.
+
+mod email;
+pub mod message;
+pub mod queue;
+mod webhook;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::{Config, ConfigError, EventFilter};
+use crate::dashboard::NotifyCounters;
+use crate::events::Event;
+use crate::status::Status;
+
+pub use email::EmailSender;
+pub use webhook::{WebhookSender, redacted_url};
+
+/// Events waiting per channel; beyond it new events are dropped with a warning. Generous: a
+/// digest takes 50 at a time, and a 10-node storm is a few dozen events.
+const QUEUE_CAPACITY: usize = 512;
+/// Most events in one digest message: enough for a whole-site outage, small enough to read.
+const MAX_DIGEST_EVENTS: usize = 50;
+/// How long a message waits for the status view to include its newest event (the health task
+/// republishes right after emitting; this only covers the scheduling gap).
+const STATUS_WAIT: Duration = Duration::from_secs(1);
+
+/// Why a delivery attempt failed, in operator words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryError {
+    pub message: String,
+    /// The server refused for good (SMTP 5xx, HTTP 4xx): retrying cannot help.
+    pub permanent: bool,
+}
+
+/// The configured channels, with secrets read and transports built, ready to start.
+pub struct Notifier {
+    email: Option<EmailSender>,
+    webhook: Option<WebhookSender>,
+}
+
+/// The result of `notify-test` for one channel.
+#[derive(Debug, Clone)]
+pub struct TestReport {
+    /// "email" or "webhook".
+    pub channel: &'static str,
+    pub target: String,
+    pub result: Result<(), String>,
+}
+
+impl Notifier {
+    /// Reads secrets and builds the transports. `Ok(None)` when nothing is configured. A missing
+    /// password variable or file is a configuration error (exit 2), naming it, never its value.
+    pub fn build(config: &Config) -> Result<Option<Self>, ConfigError> {
+        let file = config.path.display().to_string();
+        let email = config
+            .notify
+            .email
+            .as_ref()
+            .map(|e| EmailSender::new(e, &file))
+            .transpose()?;
+        let webhook = config
+            .notify
+            .webhook
+            .as_ref()
+            .map(|w| WebhookSender::new(w, &file))
+            .transpose()?;
+        if email.is_none() && webhook.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Self { email, webhook }))
+    }
+
+    /// Starts the dispatcher and one worker per channel. `events` must be subscribed before the
+    /// health task runs. The returned task ends once `shutdown` is cancelled and what was queued
+    /// has been sent or given up on; the caller bounds that wait.
+    pub fn start(
+        self,
+        config: Arc<Config>,
+        events: broadcast::Receiver<Arc<Event>>,
+        status: Arc<ArcSwap<Status>>,
+        counters: Arc<NotifyCounters>,
+        shutdown: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let mut tasks = JoinSet::new();
+        let report = move |outcome: queue::Outcome| {
+            let counter = match outcome {
+                queue::Outcome::Sent { .. } => &counters.sent,
+                queue::Outcome::Dropped { .. } => &counters.failed,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        };
+        let mut outputs = Vec::new();
+        if let (Some(sender), Some(cfg)) = (self.email, &config.notify.email) {
+            let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+            info!(to = %sender.describe(), window = ?cfg.digest_window, "email notifications on");
+            outputs.push(Output {
+                name: "email",
+                filter: cfg.events,
+                queue: tx,
+            });
+            let policy = queue::Policy {
+                window: cfg.digest_window,
+                max_batch: MAX_DIGEST_EVENTS,
+                retry_for: cfg.retry_for,
+            };
+            let channel = EmailChannel {
+                sender,
+                config: config.clone(),
+                status: status.clone(),
+            };
+            tasks.spawn(queue::run_worker(
+                channel,
+                policy,
+                rx,
+                shutdown.clone(),
+                report.clone(),
+            ));
+        }
+        if let (Some(sender), Some(cfg)) = (self.webhook, &config.notify.webhook) {
+            let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+            info!(url = %sender.describe(), "webhook notifications on");
+            outputs.push(Output {
+                name: "webhook",
+                filter: cfg.events,
+                queue: tx,
+            });
+            // One POST per event: receivers (incident tools) expect one record per event.
+            let policy = queue::Policy {
+                window: Duration::ZERO,
+                max_batch: 1,
+                retry_for: cfg.retry_for,
+            };
+            let channel = WebhookChannel {
+                sender,
+                config: config.clone(),
+            };
+            tasks.spawn(queue::run_worker(
+                channel,
+                policy,
+                rx,
+                shutdown.clone(),
+                report.clone(),
+            ));
+        }
+        tasks.spawn(dispatch(events, outputs, shutdown));
+        tokio::spawn(async move { while tasks.join_next().await.is_some() {} })
+    }
+
+    /// Sends one test message through every channel, once, without retrying.
+    pub async fn send_test(&self, config: &Config) -> Vec<TestReport> {
+        let now = SystemTime::now();
+        let mut reports = Vec::new();
+        if let Some(sender) = &self.email {
+            let mail = message::test_mail(config, now);
+            reports.push(TestReport {
+                channel: "email",
+                target: sender.describe(),
+                result: sender.send(&mail).await.map_err(|e| e.message),
+            });
+        }
+        if let Some(sender) = &self.webhook {
+            let body = message::test_json(config, now);
+            reports.push(TestReport {
+                channel: "webhook",
+                target: sender.describe(),
+                result: sender.send(&body).await.map_err(|e| e.message),
+            });
+        }
+        reports
+    }
+}
+
+/// A channel's queue, as the dispatcher feeds it.
+struct Output {
+    name: &'static str,
+    filter: EventFilter,
+    queue: mpsc::Sender<Arc<Event>>,
+}
+
+/// Forwards events to the channels that want them, never waiting on a slow one.
+async fn dispatch(
+    mut events: broadcast::Receiver<Arc<Event>>,
+    outputs: Vec<Output>,
+    shutdown: CancellationToken,
+) {
+    let forward = |event: Arc<Event>| {
+        for out in &outputs {
+            if !out.filter.allows(&event.kind) {
+                continue;
+            }
+            if let Err(mpsc::error::TrySendError::Full(e)) = out.queue.try_send(event.clone()) {
+                warn!(channel = out.name, event = %e.summary(), "notification queue full; event not sent");
+            }
+        }
+    };
+    loop {
+        let received = tokio::select! {
+            r = events.recv() => r,
+            () = shutdown.cancelled() => break,
+        };
+        match received {
+            Ok(event) => forward(event),
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                warn!(
+                    missed,
+                    "notifier fell behind the agent; some events were not sent"
+                );
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+    // Stopping: pass on what was already emitted, then close the queues so workers flush.
+    loop {
+        match events.try_recv() {
+            Ok(event) => forward(event),
+            Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                warn!(
+                    missed,
+                    "notifier fell behind the agent; some events were not sent"
+                );
+            }
+            Err(_) => break,
+        }
+    }
+}
+
+struct EmailChannel {
+    sender: EmailSender,
+    config: Arc<Config>,
+    status: Arc<ArcSwap<Status>>,
+}
+
+impl queue::Channel for EmailChannel {
+    type Item = message::Mail;
+
+    fn name(&self) -> &'static str {
+        "email"
+    }
+
+    fn target(&self) -> String {
+        self.sender.describe()
+    }
+
+    async fn prepare(&self, batch: Vec<Arc<Event>>) -> message::Mail {
+        let status = fresh_status(&self.status, batch.last()).await;
+        message::compose(&self.config, &status, &batch, SystemTime::now())
+    }
+
+    async fn deliver(&self, mail: &message::Mail) -> Result<(), DeliveryError> {
+        self.sender.send(mail).await
+    }
+
+    fn describe(&self, mail: &message::Mail) -> String {
+        mail.subject.clone()
+    }
+}
+
+/// The status view once it includes `newest` (or after `STATUS_WAIT`), so that a message never
+/// describes a state older than the event it reports.
+async fn fresh_status(status: &ArcSwap<Status>, newest: Option<&Arc<Event>>) -> Arc<Status> {
+    let deadline = tokio::time::Instant::now() + STATUS_WAIT;
+    loop {
+        let current = status.load_full();
+        let includes = newest.is_none_or(|e| current.events.iter().any(|s| Arc::ptr_eq(s, e)));
+        if includes || tokio::time::Instant::now() >= deadline {
+            return current;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+struct WebhookChannel {
+    sender: WebhookSender,
+    config: Arc<Config>,
+}
+
+impl queue::Channel for WebhookChannel {
+    type Item = (String, serde_json::Value);
+
+    fn name(&self) -> &'static str {
+        "webhook"
+    }
+
+    fn target(&self) -> String {
+        self.sender.describe()
+    }
+
+    async fn prepare(&self, batch: Vec<Arc<Event>>) -> Self::Item {
+        let zone = message::zone_name(&self.config);
+        // The policy gives one event per batch; should that change, none is lost.
+        let bodies: Vec<serde_json::Value> = batch
+            .iter()
+            .map(|e| message::webhook_json(&self.config, e))
+            .collect();
+        let summary = batch
+            .iter()
+            .map(|e| message::short_line(e, &zone))
+            .collect::<Vec<_>>()
+            .join("; ");
+        match <[serde_json::Value; 1]>::try_from(bodies) {
+            Ok([one]) => (summary, one),
+            Err(many) => (summary, serde_json::Value::Array(many)),
+        }
+    }
+
+    async fn deliver(&self, item: &Self::Item) -> Result<(), DeliveryError> {
+        self.sender.send(&item.1).await
+    }
+
+    fn describe(&self, item: &Self::Item) -> String {
+        item.0.clone()
+    }
+}

@@ -1,0 +1,106 @@
+//! The generic webhook: one JSON POST per event, for chat tools and incident systems.
+
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+
+use super::DeliveryError;
+use crate::check::describe_error;
+use crate::config::{ConfigError, WebhookConfig};
+
+#[derive(Clone)]
+pub struct WebhookSender {
+    client: reqwest::Client,
+    url: reqwest::Url,
+    headers: HeaderMap,
+}
+
+impl WebhookSender {
+    pub fn new(config: &WebhookConfig, config_file: &str) -> Result<Self, ConfigError> {
+        let error = |message: String| ConfigError {
+            file: config_file.to_string(),
+            location: None,
+            key: "notify.webhook".into(),
+            message,
+            snippet: None,
+        };
+        // reqwest is built without a default crypto provider: use ring, once per process.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut headers = HeaderMap::new();
+        for (name, value) in &config.headers {
+            // Validated with the config; checked again rather than trusted with an unwrap.
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| error(format!("`{name}` is not a valid HTTP header name")))?;
+            let mut value = HeaderValue::from_str(value)
+                .map_err(|_| error(format!("the value of header `{name}` is not valid")))?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        let mut builder = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .user_agent(concat!("failoverd/", env!("CARGO_PKG_VERSION")));
+        // A chat service outside usually needs the site's $HTTPS_PROXY; a receiver on this
+        // machine never does, and a proxy could not reach our loopback anyway.
+        let host = config.url.host_str().unwrap_or_default();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let loopback = host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if loopback {
+            builder = builder.no_proxy();
+        }
+        let client = builder
+            .build()
+            .map_err(|e| error(format!("cannot set up the HTTP client: {e}")))?;
+        Ok(Self {
+            client,
+            url: config.url.clone(),
+            headers,
+        })
+    }
+
+    /// The URL without path or query (they may hold a token), for logs.
+    pub fn describe(&self) -> String {
+        redacted_url(&self.url)
+    }
+
+    /// One POST; 2xx is success.
+    pub async fn send(&self, body: &serde_json::Value) -> Result<(), DeliveryError> {
+        let response = self
+            .client
+            .post(self.url.clone())
+            .headers(self.headers.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(|e| DeliveryError {
+                message: format!("webhook {}: {}", self.describe(), describe_error(&e)),
+                permanent: false,
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        Err(DeliveryError {
+            message: format!("webhook {}: HTTP {status}", self.describe()),
+            // 4xx means the request is wrong and stays wrong, except "try later" answers.
+            permanent: status.is_client_error() && status.as_u16() != 408 && status.as_u16() != 429,
+        })
+    }
+}
+
+/// `https://chat.example.com:8443/…`: scheme, host and port only; paths and queries of webhook
+/// URLs often carry the token.
+pub fn redacted_url(url: &reqwest::Url) -> String {
+    let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+    let rest = if url.path() == "/" && url.query().is_none() {
+        "/"
+    } else {
+        "/…"
+    };
+    format!(
+        "{}://{}{port}{rest}",
+        url.scheme(),
+        url.host_str().unwrap_or_default()
+    )
+}
