@@ -119,7 +119,9 @@ fn main() -> ExitCode {
                 };
                 let shutdown = CancellationToken::new();
                 tokio::spawn(cancel_on_signal(shutdown.clone()));
-                match agent.run(shutdown).await {
+                let (reload, reloads) = tokio::sync::mpsc::channel(1);
+                tokio::spawn(reload_on_sighup(reload));
+                match agent.run_with_reloads(shutdown, reloads).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
                         tracing::error!("{e}");
@@ -278,6 +280,19 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+}
+
+/// Asks the agent to re-read its configuration on every SIGHUP (`systemctl reload`).
+async fn reload_on_sighup(reload: tokio::sync::mpsc::Sender<()>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).expect("cannot listen for SIGHUP");
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the configuration");
+        // A reload already waiting covers this one too.
+        if let Err(tokio::sync::mpsc::error::TrySendError::Closed(())) = reload.try_send(()) {
+            return;
+        }
+    }
 }
 
 async fn cancel_on_signal(token: CancellationToken) {

@@ -414,3 +414,108 @@ fn every_script_passes_shellcheck() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// A two-node cluster on 127.0.63.x for the reload tests.
+fn reload_config(
+    backends: &[Backend],
+    dns: SocketAddr,
+    priorities: [u32; 2],
+    extra: &str,
+) -> String {
+    format!(
+        "zone: {ZONE}\ndns: {{ listen: [\"{dns}\"], ttl: 5s }}\ndashboard: {{ listen: \"{}:0\" }}\n\
+         defaults: {{ interval: 300ms, retry_interval: 100ms, timeout: 80ms }}\nnodes:\n\
+         \x20 - {{ id: node1, address: {}, priority: {} }}\n  - {{ id: node2, address: {}, priority: {} }}\n\
+         checks:\n  - {{ id: web, type: http, url: \"http://{{address}}:{}/\" }}\n\
+         hostnames:\n  - {{ name: app, checks: [web] }}\n{extra}",
+        dns.ip(),
+        backends[0].ip,
+        priorities[0],
+        backends[1].ip,
+        priorities[1],
+        backends[0].http_port
+    )
+}
+
+#[test]
+fn sighup_reloads_keeps_state_refuses_a_broken_file_and_moves_the_serial_only_on_change() {
+    let mut backends = Backend::group(&["127.0.63.1", "127.0.63.2"]);
+    let dns: SocketAddr = format!("127.0.63.100:{}", free_port(&["127.0.63.100"]))
+        .parse()
+        .unwrap();
+    let base = reload_config(&backends, dns, [20, 10], "");
+    let mut agent = AgentProcess::start(&base, dns);
+    agent.wait_ready(&format!("app.{ZONE}"));
+    let app = || dig(dns, &format!("app.{ZONE}"), "A", &[]).answers;
+    assert_eq!(app(), ["127.0.63.1"]);
+    let serial = common::soa_serial(dns, ZONE);
+
+    // A broken file is refused: the error is logged, answers and serial stay.
+    agent.rewrite_config(&base.replace("checks: [web]", "checks: [web, nope]"));
+    agent.signal("HUP");
+    agent.wait_log("reload refused", 1);
+    assert!(
+        agent.log_text().contains("unknown check `nope`"),
+        "{}",
+        agent.log_text()
+    );
+    assert_eq!(app(), ["127.0.63.1"]);
+    assert_eq!(common::soa_serial(dns, ZONE), serial);
+
+    // The same configuration (a comment added): nothing changes, the serial does not move.
+    agent.rewrite_config(&format!("# reviewed\n{base}"));
+    agent.signal("HUP");
+    agent.wait_log("configuration reloaded", 1);
+    assert!(
+        agent.log_text().contains("kept=2"),
+        "both pairs kept: {}",
+        agent.log_text()
+    );
+    assert_eq!(common::soa_serial(dns, ZONE), serial, "no answer changed");
+
+    // node1 goes down; a reload that leaves its check alone keeps it KO: no flap back to node1.
+    backends[0].stop();
+    wait_until(Duration::from_secs(10), "app to move to node2", || {
+        app() == ["127.0.63.2"]
+    });
+    let serial = common::soa_serial(dns, ZONE);
+    let with_pool = reload_config(
+        &backends,
+        dns,
+        [20, 10],
+        "  - { name: pool, checks: [web], mode: all }\n",
+    );
+    agent.rewrite_config(&with_pool);
+    agent.signal("HUP");
+    agent.wait_log("configuration reloaded", 2);
+    // The new hostname resolves without a restart, from the pairs' kept state.
+    wait_until(Duration::from_secs(5), "pool to resolve", || {
+        dig(dns, &format!("pool.{ZONE}"), "A", &[]).answers == ["127.0.63.2"]
+    });
+    assert_eq!(app(), ["127.0.63.2"], "node1 stays down across the reload");
+    assert_eq!(
+        common::soa_serial(dns, ZONE),
+        serial.wrapping_add(1),
+        "a new name is a change: one serial step"
+    );
+
+    // New priorities: node2 is now preferred even when node1 is back.
+    backends[0].resume();
+    wait_until(Duration::from_secs(10), "failback to node1", || {
+        app() == ["127.0.63.1"]
+    });
+    agent.rewrite_config(&reload_config(&backends, dns, [10, 20], ""));
+    agent.signal("HUP");
+    agent.wait_log("configuration reloaded", 3);
+    wait_until(
+        Duration::from_secs(5),
+        "app to follow the new priorities",
+        || app() == ["127.0.63.2"],
+    );
+    assert_eq!(
+        dig(dns, &format!("pool.{ZONE}"), "A", &[]).status,
+        "NXDOMAIN",
+        "a removed name is gone"
+    );
+    assert_eq!(agent.terminate(), Some(0), "SIGTERM still stops it cleanly");
+}

@@ -80,7 +80,7 @@ pub struct DashboardConfig {
     pub refresh: Duration,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
     pub id: String,
     /// Published addresses (A and AAAA records), in the order written.
@@ -91,14 +91,14 @@ pub struct Node {
     pub priority: u32,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Check {
     pub id: String,
     pub kind: CheckKind,
     pub timing: Timing,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckKind {
     Http(HttpCheck),
     Tcp(TcpCheck),
@@ -115,7 +115,7 @@ impl CheckKind {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpCheck {
     pub https: bool,
     /// URL with `{address}` still in it; filled per node.
@@ -129,7 +129,7 @@ pub struct HttpCheck {
     pub body_limit: u64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TcpCheck {
     pub port: u16,
     /// A line sent after connecting (`\r\n` is appended).

@@ -24,9 +24,10 @@
 //! | `failoverd_notifications_sent_total`            | counter |                                |
 //! | `failoverd_notifications_failed_total`          | counter |                                |
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use prometheus_client::collector::Collector;
@@ -53,13 +54,14 @@ pub struct NotifyCounters {
     pub failed: AtomicU64,
 }
 
-/// Counters only the event stream can give, indexed like the configuration.
-#[derive(Debug)]
+/// Counters only the event stream can give, keyed by name so they survive reloads that
+/// reorder or change the configuration. Written on events only, never on the DNS path.
+#[derive(Debug, Default)]
 struct EventCounts {
-    /// Per hostname, in config order.
-    answer_changes: Vec<AtomicU64>,
-    /// Per pair (`Config::pair_index`): [to KO, to OK].
-    transitions: Vec<[AtomicU64; 2]>,
+    /// Per hostname (fully qualified, no trailing dot).
+    answer_changes: Mutex<HashMap<String, u64>>,
+    /// Per (node id, check id): [to KO, to OK].
+    transitions: Mutex<HashMap<(String, String), [u64; 2]>>,
 }
 
 /// The registry and what its collector reads.
@@ -83,15 +85,7 @@ impl fmt::Debug for Source {
 
 impl Metrics {
     pub fn new(published: Published) -> Self {
-        let config = &published.config;
-        let counts = EventCounts {
-            answer_changes: (0..config.hostnames.len())
-                .map(|_| AtomicU64::new(0))
-                .collect(),
-            transitions: (0..config.pair_count())
-                .map(|_| [AtomicU64::new(0), AtomicU64::new(0)])
-                .collect(),
-        };
+        let counts = EventCounts::default();
         let source = Arc::new(Source { published, counts });
         let mut registry = Registry::with_prefix("failoverd");
         registry.register_collector(Box::new(source.clone()));
@@ -133,31 +127,23 @@ impl Metrics {
 
 impl Source {
     fn count(&self, event: &Event) {
-        let config = &self.published.config;
-        let pair = |node: &str, check: &str| {
-            let n = config.nodes.iter().position(|x| x.id == node)?;
-            let c = config.checks.iter().position(|x| x.id == check)?;
-            Some(config.pair_index(n, c))
-        };
         match &event.kind {
-            EventKind::CheckDown { node, check, .. } => {
-                if let Some(p) = pair(node, check) {
-                    self.counts.transitions[p][0].fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            EventKind::CheckUp { node, check, .. } => {
-                if let Some(p) = pair(node, check) {
-                    self.counts.transitions[p][1].fetch_add(1, Ordering::Relaxed);
-                }
+            EventKind::CheckDown { node, check, .. } | EventKind::CheckUp { node, check, .. } => {
+                let to = usize::from(matches!(event.kind, EventKind::CheckUp { .. }));
+                let mut map = self
+                    .counts
+                    .transitions
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                map.entry((node.clone(), check.clone())).or_default()[to] += 1;
             }
             EventKind::AnswerChanged { hostname, .. } => {
-                let h = config
-                    .hostnames
-                    .iter()
-                    .position(|h| h.fqdn.to_ascii().trim_end_matches('.') == hostname);
-                if let Some(h) = h {
-                    self.counts.answer_changes[h].fetch_add(1, Ordering::Relaxed);
-                }
+                let mut map = self
+                    .counts
+                    .answer_changes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                *map.entry(hostname.clone()).or_default() += 1;
             }
             _ => {}
         }
@@ -201,7 +187,7 @@ impl Collector for Source {
         // The same reading the page and the API use, so the three never disagree.
         let view = StatusView::build(&self.published, SystemTime::now());
         let status = self.published.status.load();
-        let config = &self.published.config;
+        let config = &status.config;
         let gauge = |v: f64| ConstGauge::new(v);
 
         family(
@@ -302,20 +288,24 @@ impl Collector for Source {
             "check_transitions",
             "Confirmed state changes of the check on the node, by new state.",
             MetricType::Counter,
-            self.counts
-                .transitions
-                .iter()
-                .enumerate()
-                .flat_map(|(p, [down, up])| {
+            {
+                let counts = self
+                    .counts
+                    .transitions
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                (0..config.pair_count()).flat_map(move |p| {
+                    let (n, c) = config.pair(p);
+                    let key = (config.nodes[n].id.clone(), config.checks[c].id.clone());
+                    let [down, up] = counts.get(&key).copied().unwrap_or_default();
                     let mut ko = pair_labels(p);
                     ko.push(("to", "KO".into()));
                     let mut ok = pair_labels(p);
                     ok.push(("to", "OK".into()));
-                    [
-                        (ko, ConstCounter::new(down.load(Ordering::Relaxed))),
-                        (ok, ConstCounter::new(up.load(Ordering::Relaxed))),
-                    ]
-                }),
+                    [(ko, ConstCounter::new(down)), (ok, ConstCounter::new(up))]
+                })
+            },
         )?;
 
         // Per hostname.
@@ -359,12 +349,18 @@ impl Collector for Source {
             "hostname_answer_changes",
             "Changes of the hostname's answer since the agent started (the first answer is not a change).",
             MetricType::Counter,
-            view.hostnames.iter().enumerate().map(|(h, v)| {
-                (
-                    vec![("hostname", v.name.clone())],
-                    ConstCounter::new(self.counts.answer_changes[h].load(Ordering::Relaxed)),
-                )
-            }),
+            {
+                let counts = self
+                    .counts
+                    .answer_changes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                view.hostnames.iter().map(move |v| {
+                    let count = counts.get(&v.name).copied().unwrap_or_default();
+                    (vec![("hostname", v.name.clone())], ConstCounter::new(count))
+                })
+            },
         )?;
 
         family(

@@ -106,7 +106,6 @@ fn published(ready: bool) -> Published {
         events: broadcast::channel(16).0,
         dns_queries: Arc::default(),
         notifications: Arc::default(),
-        config,
     }
 }
 

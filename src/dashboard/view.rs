@@ -110,7 +110,7 @@ impl StatusView {
     pub fn build(published: &Published, now: SystemTime) -> Self {
         let status = published.status.load();
         let zone = published.zone.load();
-        Self::from_parts(&published.config, &status, &zone, now)
+        Self::from_parts(&status.config, &status, &zone, now)
     }
 
     pub fn from_parts(

@@ -122,7 +122,6 @@ impl Notifier {
             };
             let channel = EmailChannel {
                 sender,
-                config: config.clone(),
                 status: status.clone(),
             };
             tasks.spawn(queue::run_worker(
@@ -243,7 +242,6 @@ async fn dispatch(
 
 struct EmailChannel {
     sender: EmailSender,
-    config: Arc<Config>,
     status: Arc<ArcSwap<Status>>,
 }
 
@@ -260,7 +258,8 @@ impl queue::Channel for EmailChannel {
 
     async fn prepare(&self, batch: Vec<Arc<Event>>) -> message::Mail {
         let status = fresh_status(&self.status, batch.last()).await;
-        message::compose(&self.config, &status, &batch, SystemTime::now())
+        // The status carries the configuration its tables are indexed by (it changes on reload).
+        message::compose(&status.config, &status, &batch, SystemTime::now())
     }
 
     async fn deliver(&self, mail: &message::Mail) -> Result<(), DeliveryError> {

@@ -271,6 +271,30 @@ impl AgentProcess {
         self.child.id()
     }
 
+    /// Sends a signal (`HUP`, `TERM`, …) to the agent.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name}");
+    }
+
+    /// Rewrites the config file in place (for a reload).
+    pub fn rewrite_config(&self, yaml: &str) {
+        std::fs::write(&self.config_path, yaml).expect("rewrite config");
+    }
+
+    /// Waits until the log contains `text` `count` times or more.
+    pub fn wait_log(&self, text: &str, count: usize) {
+        wait_until(
+            Duration::from_secs(10),
+            &format!("{count}× {text:?} in the agent log"),
+            || self.log_text().matches(text).count() >= count,
+        );
+    }
+
     /// Sends SIGTERM and waits (bounded) for the exit; returns the exit code.
     pub fn terminate(&mut self) -> Option<i32> {
         let _ = Command::new("kill")

@@ -1,0 +1,393 @@
+//! Wiring of one agent: `build` binds and prepares everything, `run` serves until shutdown and
+//! applies reloads.
+//!
+//! ```text
+//! probe tasks ──Observation──► health task (the one writer) ──decide()──► Zone ──ArcSwap──► DNS
+//!                                                              └──────► Status ─ArcSwap──► dashboard, notifier
+//! ```
+
+mod writer;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::check::schedule::{Observation, run_pair};
+use crate::check::{HttpClients, Probe};
+use crate::config::{self, Config, ConfigError};
+use crate::dashboard::{Dashboard, NotifyCounters};
+use crate::dns::{DnsSockets, QueryCounters, Zone};
+use crate::events::{Event, EventKind};
+use crate::notify::Notifier;
+use crate::state_dir::{StateDir, next_serial};
+use crate::status::Status;
+use writer::{HealthTask, Reconfigure};
+
+/// How long shutdown waits for in-flight work before giving up on it.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long shutdown waits for queued notifications to go out: brief, a stop must stay quick.
+const NOTIFY_FLUSH_GRACE: Duration = Duration::from_secs(3);
+/// How often the status view (latencies, last results) is republished at most, when only
+/// results changed and no state did. State changes are published at once.
+pub(crate) const STATUS_PUBLISH_PERIOD: Duration = Duration::from_millis(250);
+/// Events kept for a notifier that falls behind.
+const EVENT_BACKLOG: usize = 1024;
+
+/// What the agent publishes for readers; cheap to clone, never blocks the writer.
+#[derive(Clone)]
+///
+/// The configuration in force is `status.load().config`: it changes with reloads, together with
+/// the per-pair tables it indexes.
+pub struct Published {
+    /// What DNS serves.
+    pub zone: Arc<ArcSwap<Zone>>,
+    /// What the dashboard, API and notifiers read.
+    pub status: Arc<ArcSwap<Status>>,
+    /// State changes as they happen; `subscribe()` to receive them.
+    pub events: broadcast::Sender<Arc<Event>>,
+    /// DNS responses by code, counted by the DNS handler, read by `/metrics`.
+    pub dns_queries: Arc<QueryCounters>,
+    /// Notifications sent and failed, counted by the notifier, read by `/metrics`.
+    pub notifications: Arc<NotifyCounters>,
+}
+
+/// Why the agent could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(
+        "state directory {dir}: {message} (create it with write access for this user, or pass --state-dir DIR)"
+    )]
+    StateDir { dir: String, message: String },
+    #[error(
+        "cannot listen for DNS on {addr}: {source} (is another DNS server on this port? ports below 1024 need CAP_NET_BIND_SERVICE)"
+    )]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot listen for the dashboard on {addr}: {source} (set dashboard.listen to a free loopback address such as 127.0.0.1:8081; ports below 1024 need CAP_NET_BIND_SERVICE)"
+    )]
+    DashboardBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("check {check} on node {node}: {message}")]
+    Probe {
+        node: String,
+        check: String,
+        message: String,
+    },
+    #[error("the DNS server stopped: {0}")]
+    Dns(String),
+    /// A notification channel cannot be set up (a password variable not set, say): a
+    /// configuration problem, located in the file.
+    #[error("{0}")]
+    Notify(ConfigError),
+}
+
+/// An agent that has bound its sockets and is ready to run.
+pub struct Agent {
+    config: Arc<Config>,
+    sockets: DnsSockets,
+    state: StateDir,
+    /// Serial of the first answers this run publishes (stored serial + 1).
+    serial: u32,
+    probes: Vec<Probe>,
+    /// Kept to build the probes of a reloaded configuration.
+    clients: HttpClients,
+    published: Published,
+    dashboard: Dashboard,
+    /// The notification channels and their subscription, taken before any event is emitted.
+    notifier: Option<(Notifier, broadcast::Receiver<Arc<Event>>)>,
+}
+
+impl Agent {
+    /// Prepares everything that can fail before serving: state directory, probes, sockets.
+    pub fn build(config: Config, state_dir: &Path) -> Result<Self, AgentError> {
+        // First: a missing SMTP password is a configuration error, reported before anything else.
+        let notifier = Notifier::build(&config).map_err(AgentError::Notify)?;
+        let state_error = |message: String| AgentError::StateDir {
+            dir: state_dir.display().to_string(),
+            message,
+        };
+        let state = StateDir::open(state_dir).map_err(|e| state_error(e.to_string()))?;
+        let stored = state.load_serial().map_err(state_error)?;
+        // A fresh state directory starts from the clock, so a lost directory still never goes back.
+        let serial = match stored {
+            Some(s) => next_serial(s),
+            None => SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs() as u32)
+                .unwrap_or(1),
+        };
+        state
+            .store_serial(serial)
+            .map_err(|e| state_error(format!("cannot write the serial: {e}")))?;
+
+        let clients = HttpClients::new().map_err(|message| AgentError::Probe {
+            node: "-".into(),
+            check: "-".into(),
+            message,
+        })?;
+        let probes = build_probes(&config, &clients)?;
+
+        let sockets = DnsSockets::bind(&config.dns.listen)
+            .map_err(|(addr, source)| AgentError::Bind { addr, source })?;
+        let config = Arc::new(config);
+        let published = Published {
+            zone: Arc::new(ArcSwap::from_pointee(Zone::not_ready(&config))),
+            status: Arc::new(ArcSwap::from_pointee(Status::new(config.clone(), serial))),
+            events: broadcast::channel(EVENT_BACKLOG).0,
+            dns_queries: Arc::default(),
+            notifications: Arc::default(),
+        };
+        let dashboard =
+            Dashboard::bind(&config.dashboard, published.clone()).map_err(|source| {
+                AgentError::DashboardBind {
+                    addr: config.dashboard.listen,
+                    source,
+                }
+            })?;
+        Ok(Self {
+            config,
+            sockets,
+            state,
+            serial,
+            probes,
+            clients,
+            notifier: notifier.map(|n| (n, published.events.subscribe())),
+            published,
+            dashboard,
+        })
+    }
+
+    /// The dashboard address really bound (with the port chosen when 0 was configured).
+    pub fn dashboard_addr(&self) -> SocketAddr {
+        self.dashboard.local_addr()
+    }
+
+    /// The DNS addresses really bound (with the ports chosen when 0 was configured).
+    pub fn dns_addrs(&self) -> Vec<SocketAddr> {
+        self.sockets.local_addrs()
+    }
+
+    /// What the agent publishes (zone, status, events), for in-process readers.
+    pub fn published(&self) -> Published {
+        self.published.clone()
+    }
+
+    /// Serves DNS and runs the checks until `shutdown` is cancelled.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), AgentError> {
+        let (_never, reloads) = mpsc::channel(1);
+        self.run_with_reloads(shutdown, reloads).await
+    }
+
+    /// Like `run`; each message on `reloads` (SIGHUP) re-reads the configuration file. A file
+    /// that does not validate is refused with the error logged, and the agent goes on as it was.
+    pub async fn run_with_reloads(
+        self,
+        shutdown: CancellationToken,
+        mut reloads: mpsc::Receiver<()>,
+    ) -> Result<(), AgentError> {
+        let Agent {
+            config,
+            sockets,
+            state,
+            serial,
+            probes,
+            clients,
+            published,
+            dashboard,
+            notifier,
+        } = self;
+        let addrs = sockets.local_addrs();
+        let mut server = sockets.serve(published.zone.clone(), published.dns_queries.clone());
+        let server_token = server.shutdown_token().clone();
+        let mut server_task = tokio::spawn(async move { server.block_until_done().await });
+        info!(
+            zone = %config.zone,
+            dns = ?addrs,
+            pairs = config.pair_count(),
+            serial,
+            state_dir = %state.path().display(),
+            "agent started; answering SERVFAIL until the first round of checks is done"
+        );
+
+        let channel_size = |c: &Config| c.pair_count().clamp(16, 65_536);
+        let (tx, rx) = mpsc::channel(channel_size(&config));
+        let mut probe_tasks = JoinSet::new();
+        // Each configuration's probes stop with their own token (a reload) or with shutdown.
+        let mut generation = shutdown.child_token();
+        spawn_probes(&mut probe_tasks, &config, probes, &tx, &generation);
+        drop(tx);
+        let dashboard_task = tokio::spawn(dashboard.serve(shutdown.clone()));
+
+        // Before the health task: it must not emit an event nobody is subscribed to yet.
+        let mut notify_task = notifier.map(|(notifier, events)| {
+            notifier.start(
+                config.clone(),
+                events,
+                published.status.clone(),
+                published.notifications.clone(),
+                shutdown.clone(),
+            )
+        });
+        let events = published.events.clone();
+
+        let (reconfigure, reconfigurations) = mpsc::channel(4);
+        let health = HealthTask::new(config.clone(), published, state, serial);
+        let mut health_task = tokio::spawn(health.run(rx, reconfigurations, shutdown.clone()));
+        let mut current = config;
+        // A JoinHandle must not be awaited again once it has completed.
+        let mut health_done = false;
+        let outcome = loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break Ok(()),
+                _ = &mut health_task => {
+                    health_done = true;
+                    break Ok(());
+                }
+                Some(()) = reloads.recv() => {
+                    match load_for_reload(&current, &clients) {
+                        Err(error) => error!(%error, file = %current.path.display(), "reload refused; still running on the previous configuration"),
+                        Ok((new, probes)) => {
+                            let (tx, rx) = mpsc::channel(channel_size(&new));
+                            if reconfigure.send(Reconfigure { config: new.clone(), results: rx }).await.is_err() {
+                                break Ok(());
+                            }
+                            generation.cancel();
+                            generation = shutdown.child_token();
+                            spawn_probes(&mut probe_tasks, &new, probes, &tx, &generation);
+                            current = new;
+                        }
+                    }
+                    // Finished probe tasks of replaced configurations are collected here.
+                    while probe_tasks.try_join_next().is_some() {}
+                }
+                result = &mut server_task => {
+                    let message = match result {
+                        Ok(Ok(())) => "all DNS sockets closed".to_string(),
+                        Ok(Err(e)) => e.to_string(),
+                        Err(e) => e.to_string(),
+                    };
+                    error!(%message, "DNS server stopped; shutting down");
+                    // Operators hear of it by mail too: the agent no longer answers for the zone.
+                    let _ = events.send(Arc::new(Event::now(EventKind::PublishFailed {
+                        error: format!("the DNS server stopped ({message}); this agent no longer answers and is shutting down"),
+                    })));
+                    break Err(AgentError::Dns(message));
+                }
+            }
+        };
+
+        shutdown.cancel();
+        server_token.cancel();
+        let notify_deadline = Instant::now() + NOTIFY_FLUSH_GRACE;
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while probe_tasks.join_next().await.is_some() {}
+            if !health_done {
+                let _ = (&mut health_task).await;
+            }
+            if !server_task.is_finished() {
+                let _ = server_task.await;
+            }
+            match dashboard_task.await {
+                Ok(Err(e)) => warn!(error = %e, "the dashboard stopped with an error"),
+                Err(e) => warn!(error = %e, "the dashboard task failed"),
+                Ok(Ok(())) => {}
+            }
+        })
+        .await;
+        if drained.is_err() {
+            warn!(grace = ?SHUTDOWN_GRACE, "shutdown grace period over; abandoning unfinished tasks");
+        }
+        if let Some(task) = notify_task.as_mut()
+            && tokio::time::timeout_at(notify_deadline, task)
+                .await
+                .is_err()
+        {
+            warn!(grace = ?NOTIFY_FLUSH_GRACE, "notifications still queued at shutdown were not sent");
+        }
+        if let Some(task) = notify_task {
+            task.abort();
+        }
+        info!("agent stopped");
+        outcome
+    }
+}
+
+/// One probe per (node, check) pair, in `Config::pair_index` order.
+fn build_probes(config: &Config, clients: &HttpClients) -> Result<Vec<Probe>, AgentError> {
+    (0..config.pair_count())
+        .map(|pair| {
+            let (n, c) = config.pair(pair);
+            Probe::new(&config.nodes[n], &config.checks[c], clients).map_err(|message| {
+                AgentError::Probe {
+                    node: config.nodes[n].id.clone(),
+                    check: config.checks[c].id.clone(),
+                    message,
+                }
+            })
+        })
+        .collect()
+}
+
+/// Starts one probe task per pair, all stopped by `generation`.
+fn spawn_probes(
+    tasks: &mut JoinSet<()>,
+    config: &Config,
+    probes: Vec<Probe>,
+    results: &mpsc::Sender<Observation>,
+    generation: &CancellationToken,
+) {
+    for (pair, probe) in probes.into_iter().enumerate() {
+        let (_, c) = config.pair(pair);
+        tasks.spawn(run_pair(
+            pair,
+            probe,
+            config.checks[c].timing,
+            results.clone(),
+            generation.clone(),
+        ));
+    }
+}
+
+/// Reads the configuration file again for a reload. Settings bound at start (listen addresses,
+/// notification channels) are reported as needing a restart; everything else applies.
+fn load_for_reload(
+    current: &Config,
+    clients: &HttpClients,
+) -> Result<(Arc<Config>, Vec<Probe>), String> {
+    let new = config::load(&current.path).map_err(|e| e.to_string())?;
+    let restart_only = [
+        ("dns.listen", current.dns.listen != new.dns.listen),
+        (
+            "dashboard.listen",
+            current.dashboard.listen != new.dashboard.listen,
+        ),
+        // Secrets print as *** in Debug, so comparing the Debug text compares the settings.
+        (
+            "notify",
+            format!("{:?}", current.notify) != format!("{:?}", new.notify),
+        ),
+    ];
+    for (key, changed) in restart_only {
+        if changed {
+            warn!(
+                key,
+                "changed in the configuration file; it takes effect at the next restart"
+            );
+        }
+    }
+    let probes = build_probes(&new, clients).map_err(|e| e.to_string())?;
+    Ok((Arc::new(new), probes))
+}
