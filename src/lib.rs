@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod check;
+pub mod cluster;
 pub mod config;
 pub mod dashboard;
 pub mod decide;

@@ -107,8 +107,12 @@ fn main() -> ExitCode {
             runtime().block_on(async move {
                 let agent = match Agent::build(cfg, &state_dir) {
                     Ok(agent) => agent,
-                    // A notification channel that cannot be set up is a configuration error.
-                    Err(e @ failoverd::agent::AgentError::Notify(_)) => {
+                    // A notification channel or cluster secret that cannot be set up is a
+                    // configuration error.
+                    Err(
+                        e @ (failoverd::agent::AgentError::Notify(_)
+                        | failoverd::agent::AgentError::ClusterSecret(_)),
+                    ) => {
                         eprintln!("error: {e}");
                         return ExitCode::from(EXIT_CONFIG);
                     }

@@ -22,6 +22,9 @@ use tracing::{error, info, warn};
 
 use crate::check::schedule::{Observation, run_pair};
 use crate::check::{HttpClients, Probe};
+use crate::cluster::auth::Secret;
+use crate::cluster::pull;
+use crate::cluster::server::{PeerContext, PeerServer};
 use crate::config::{self, Config, ConfigError};
 use crate::dashboard::{Dashboard, NotifyCounters};
 use crate::dns::{DnsSockets, QueryCounters, Zone};
@@ -86,6 +89,15 @@ pub enum AgentError {
         check: String,
         message: String,
     },
+    #[error("{0}")]
+    ClusterSecret(String),
+    #[error(
+        "cannot listen for the other agents on {addr}: {source} (set cluster.listen to a free address:port reachable by the other nodes)"
+    )]
+    ClusterBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("the DNS server stopped: {0}")]
     Dns(String),
     /// A notification channel cannot be set up (a password variable not set, say): a
@@ -106,6 +118,8 @@ pub struct Agent {
     clients: HttpClients,
     published: Published,
     dashboard: Dashboard,
+    /// The peer API and the shared secret, when a cluster is configured.
+    cluster: Option<(PeerServer, Secret)>,
     /// The notification channels and their subscription, taken before any event is emitted.
     notifier: Option<(Notifier, broadcast::Receiver<Arc<Event>>)>,
 }
@@ -115,6 +129,10 @@ impl Agent {
     pub fn build(config: Config, state_dir: &Path) -> Result<Self, AgentError> {
         // First: a missing SMTP password is a configuration error, reported before anything else.
         let notifier = Notifier::build(&config).map_err(AgentError::Notify)?;
+        let secret = match &config.cluster {
+            Some(c) => Some(Secret::from_env(&c.secret_env).map_err(AgentError::ClusterSecret)?),
+            None => None,
+        };
         let state_error = |message: String| AgentError::StateDir {
             dir: state_dir.display().to_string(),
             message,
@@ -142,6 +160,16 @@ impl Agent {
 
         let sockets = DnsSockets::bind(&config.dns.listen)
             .map_err(|(addr, source)| AgentError::Bind { addr, source })?;
+        let cluster = match (&config.cluster, secret) {
+            (Some(c), Some(secret)) => Some((
+                PeerServer::bind(c.listen).map_err(|source| AgentError::ClusterBind {
+                    addr: c.listen,
+                    source,
+                })?,
+                secret,
+            )),
+            _ => None,
+        };
         let config = Arc::new(config);
         let published = Published {
             zone: Arc::new(ArcSwap::from_pointee(Zone::not_ready(&config))),
@@ -164,6 +192,7 @@ impl Agent {
             serial,
             probes,
             clients,
+            cluster,
             notifier: notifier.map(|n| (n, published.events.subscribe())),
             published,
             dashboard,
@@ -207,6 +236,7 @@ impl Agent {
             clients,
             published,
             dashboard,
+            cluster,
             notifier,
         } = self;
         let addrs = sockets.local_addrs();
@@ -243,9 +273,31 @@ impl Agent {
         });
         let events = published.events.clone();
 
+        // Agreement: serve our observations, pull the others'.
+        let (report_tx, peer_reports) = mpsc::channel(64);
+        let mut cluster_tasks = JoinSet::new();
+        if let Some((server, secret)) = cluster {
+            let context = PeerContext::new(published.status.clone(), secret.clone());
+            let stop = shutdown.clone();
+            cluster_tasks.spawn(async move {
+                if let Err(error) = server.serve(context, stop).await {
+                    error!(%error, "the peer API stopped; the other agents no longer get this agent's votes");
+                }
+            });
+            cluster_tasks.spawn(pull::run(
+                published.status.clone(),
+                secret,
+                report_tx,
+                shutdown.clone(),
+            ));
+        } else {
+            drop(report_tx);
+        }
+
         let (reconfigure, reconfigurations) = mpsc::channel(4);
         let health = HealthTask::new(config.clone(), published, state, serial);
-        let mut health_task = tokio::spawn(health.run(rx, reconfigurations, shutdown.clone()));
+        let mut health_task =
+            tokio::spawn(health.run(rx, reconfigurations, peer_reports, shutdown.clone()));
         let mut current = config;
         // A JoinHandle must not be awaited again once it has completed.
         let mut health_done = false;
@@ -294,6 +346,7 @@ impl Agent {
         let notify_deadline = Instant::now() + NOTIFY_FLUSH_GRACE;
         let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
             while probe_tasks.join_next().await.is_some() {}
+            while cluster_tasks.join_next().await.is_some() {}
             if !health_done {
                 let _ = (&mut health_task).await;
             }

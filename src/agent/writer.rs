@@ -1,25 +1,27 @@
 //! The health task: the one writer. It folds probe results into pair health, decides, and
 //! publishes the zone (for DNS) and the status (for everyone else); it also applies reloads.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info};
+use tracing::{debug, error, info, warn};
 
 use super::{Published, STATUS_PUBLISH_PERIOD};
 use crate::check::schedule::Observation;
+use crate::cluster::{PeerReport, freshness, tally};
 use crate::config::Config;
 use crate::decide::{Decision, decide};
 use crate::dns::{Zone, zone};
 use crate::events::{Event, EventKind};
-use crate::health::{PairHealth, State};
+use crate::health::State;
 use crate::state_dir::{StateDir, next_serial};
-use crate::status::{RECENT_EVENTS, Status};
+use crate::status::{PeerStatus, RECENT_EVENTS, Status, Vote};
 
 /// A new configuration, with the results channel of the probes started for it.
 pub(super) struct Reconfigure {
@@ -43,6 +45,31 @@ pub(super) struct HealthTask {
     causes: Vec<String>,
     state: StateDir,
     zone: Arc<ArcSwap<Zone>>,
+    /// What each other agent said last, by node id.
+    peers: HashMap<String, PeerView>,
+    /// Pairs whose effective state must be recomputed (own result changed)…
+    dirty: Vec<usize>,
+    /// …or all of them (a peer's votes arrived or aged).
+    dirty_all: bool,
+}
+
+/// The last answer of one other agent.
+#[derive(Debug, Default)]
+struct PeerView {
+    /// When it last answered a pull.
+    last_ok: Option<Instant>,
+    last_seen: Option<SystemTime>,
+    /// Why the last pull failed.
+    error: Option<String>,
+    /// (node id, check id) → its vote and when the result behind it was observed.
+    votes: HashMap<(String, String), PeerVote>,
+}
+
+#[derive(Debug)]
+struct PeerVote {
+    up: bool,
+    observed_at: Instant,
+    error: Option<String>,
 }
 
 impl HealthTask {
@@ -63,6 +90,9 @@ impl HealthTask {
             causes: Vec::new(),
             state,
             zone,
+            peers: HashMap::new(),
+            dirty: Vec::new(),
+            dirty_all: false,
             config,
         }
     }
@@ -71,21 +101,42 @@ impl HealthTask {
         mut self,
         mut results: mpsc::Receiver<Observation>,
         mut reloads: mpsc::Receiver<Reconfigure>,
+        mut peer_reports: mpsc::Receiver<PeerReport>,
         shutdown: CancellationToken,
     ) {
         // The probes of a replaced configuration are stopped after their successor channel is
         // handed over; their closing channel must not end this loop.
         let mut results_open = true;
+        // Peer votes age out even when nothing arrives: look again every so often.
+        let mut aging = tokio::time::interval(Duration::from_millis(500));
+        aging.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let flush_at = self.last_status_publish + STATUS_PUBLISH_PERIOD;
-            let first = tokio::select! {
+            let mut changed = false;
+            tokio::select! {
                 o = results.recv(), if results_open => match o {
-                    Some(o) => o,
+                    Some(o) => {
+                        // Fold everything already waiting, then decide once.
+                        changed |= self.observe(o);
+                        while let Ok(more) = results.try_recv() {
+                            changed |= self.observe(more);
+                        }
+                    }
                     None => {
                         results_open = false;
                         continue;
                     }
                 },
+                Some(report) = peer_reports.recv() => {
+                    self.peer_report(report);
+                    while let Ok(more) = peer_reports.try_recv() {
+                        self.peer_report(more);
+                    }
+                }
+                _ = aging.tick(), if self.config.cluster.is_some() => {
+                    self.dirty_all = true;
+                    self.refresh_peers();
+                }
                 Some(Reconfigure { config, results: fresh }) = reloads.recv() => {
                     // Results still queued from the old probes are dropped with their channel.
                     results = fresh;
@@ -98,12 +149,8 @@ impl HealthTask {
                     continue;
                 }
                 () = shutdown.cancelled() => return,
-            };
-            // Fold everything already waiting, then decide once.
-            let mut changed = self.observe(first);
-            while let Ok(more) = results.try_recv() {
-                changed |= self.observe(more);
             }
+            changed |= self.recompute();
             if changed && self.unknown == 0 {
                 self.decide_and_publish();
             }
@@ -113,12 +160,262 @@ impl HealthTask {
         }
     }
 
+    /// Folds one agent's pulled observations in (or notes why it did not answer).
+    fn peer_report(&mut self, report: PeerReport) {
+        let PeerReport {
+            peer,
+            result,
+            received_at,
+        } = report;
+        let view = self.peers.entry(peer.clone()).or_default();
+        match result {
+            Ok(observations) => {
+                if view.error.is_some() || view.last_ok.is_none() {
+                    info!(peer = %peer, "peer agent answers; counting its votes");
+                }
+                view.last_ok = Some(received_at);
+                view.last_seen = Some(SystemTime::now());
+                view.error = None;
+                view.votes = observations
+                    .observations
+                    .into_iter()
+                    .map(|o| {
+                        let age = Duration::from_millis(o.age_ms);
+                        let observed_at = received_at.checked_sub(age).unwrap_or(received_at);
+                        (
+                            (o.node, o.check),
+                            PeerVote {
+                                up: o.up,
+                                observed_at,
+                                error: o.error,
+                            },
+                        )
+                    })
+                    .collect();
+            }
+            Err(error) => {
+                if view.error.as_deref() != Some(error.as_str()) {
+                    warn!(peer = %peer, %error, "peer agent does not answer; its votes age out");
+                }
+                view.error = Some(error);
+            }
+        }
+        self.dirty_all = true;
+        self.status_dirty = true;
+        self.refresh_peers();
+    }
+
+    /// Updates the peer list, whether this agent is alone, and whether it is the one that
+    /// sends notifications (the reachable agent with the lowest node id).
+    fn refresh_peers(&mut self) {
+        let config = self.config.clone();
+        let (Some(cluster), Some(me)) = (&config.cluster, config.self_node) else {
+            return;
+        };
+        let now = Instant::now();
+        let recent = cluster.period * 3 + Duration::from_secs(1);
+        let peers: Vec<PeerStatus> = config
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(n, _)| *n != me)
+            .map(|(_, node)| {
+                let view = self.peers.get(&node.id);
+                PeerStatus {
+                    agent: node.id.clone(),
+                    address: cluster.peer_addr(node),
+                    reachable: view
+                        .and_then(|v| v.last_ok)
+                        .is_some_and(|t| now.duration_since(t) <= recent),
+                    last_seen: view.and_then(|v| v.last_seen),
+                    error: view.and_then(|v| v.error.clone()),
+                }
+            })
+            .collect();
+        let alone = !peers.iter().any(|p| p.reachable);
+        if alone != self.status.alone && !peers.is_empty() {
+            if alone {
+                warn!("no other agent answers: this agent decides alone on its own observations");
+            } else {
+                let voting = peers.iter().filter(|p| p.reachable).count();
+                info!(
+                    peers = voting,
+                    "other agents answer again: deciding by vote"
+                );
+            }
+        }
+        let me_id = &config.nodes[me].id;
+        let notifying = peers
+            .iter()
+            .filter(|p| p.reachable)
+            .all(|p| p.agent > *me_id);
+        if notifying != self.status.notifying {
+            info!(
+                sending = notifying,
+                "this agent {} the cluster's notifications",
+                if notifying {
+                    "now sends"
+                } else {
+                    "no longer sends"
+                }
+            );
+        }
+        if peers != self.status.peers
+            || alone != self.status.alone
+            || notifying != self.status.notifying
+        {
+            self.status_dirty = true;
+        }
+        self.status.peers = peers;
+        self.status.alone = alone;
+        self.status.notifying = notifying;
+    }
+
+    /// Recomputes the effective state of the dirty pairs (own state, or the vote); logs and
+    /// reports every change. True if one changed.
+    fn recompute(&mut self) -> bool {
+        let config = self.config.clone();
+        let pairs: Vec<usize> = if self.dirty_all {
+            self.dirty.clear();
+            (0..config.pair_count()).collect()
+        } else {
+            std::mem::take(&mut self.dirty)
+        };
+        self.dirty_all = false;
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let me = config
+            .self_node
+            .map(|n| config.nodes[n].id.clone())
+            .unwrap_or_default();
+        let mut changed = false;
+        for p in pairs {
+            let (n, c) = config.pair(p);
+            let (node, check) = (&config.nodes[n], &config.checks[c]);
+            let own = &self.status.pairs[p];
+            let own_error = own.last_result.as_ref().and_then(|r| r.error.clone());
+            let (state, votes) = match &config.cluster {
+                None => (own.state, Vec::new()),
+                Some(cluster) => {
+                    let mut votes = Vec::new();
+                    if own.state != State::Unknown {
+                        let age = own
+                            .last_checked
+                            .and_then(|t| wall.duration_since(t).ok())
+                            .unwrap_or_default();
+                        let error = if own.is_up() { None } else { own_error.clone() };
+                        votes.push(Vote {
+                            agent: me.clone(),
+                            up: own.is_up(),
+                            age,
+                            error,
+                        });
+                    }
+                    let fresh = freshness(&check.timing, cluster.period);
+                    let key = (node.id.clone(), check.id.clone());
+                    let mut theirs: Vec<Vote> = self
+                        .peers
+                        .iter()
+                        .filter_map(|(agent, view)| {
+                            let vote = view.votes.get(&key)?;
+                            let age = now.duration_since(vote.observed_at);
+                            (age <= fresh).then(|| Vote {
+                                agent: agent.clone(),
+                                up: vote.up,
+                                age,
+                                error: vote.error.clone(),
+                            })
+                        })
+                        .collect();
+                    // A stable order, so every agent shows (and counts) the same list.
+                    theirs.sort_by(|a, b| a.agent.cmp(&b.agent));
+                    votes.extend(theirs);
+                    (tally(cluster.quorum, votes.iter().map(|v| v.up)), votes)
+                }
+            };
+            let effective = &mut self.status.effective[p];
+            effective.votes = votes;
+            if state == effective.state {
+                continue;
+            }
+            changed = true;
+            let from = effective.state;
+            let down_since = (from == State::Down).then_some(effective.since).flatten();
+            effective.state = state;
+            effective.since = Some(wall);
+            // The error of the transition: ours if we see it down, else a voter's.
+            let error = match state {
+                State::Down => Some(
+                    (if own.state == State::Down {
+                        own_error.clone()
+                    } else {
+                        None
+                    })
+                    .or_else(|| {
+                        effective.votes.iter().find(|v| !v.up).and_then(|v| {
+                            v.error
+                                .clone()
+                                .map(|e| format!("{e} (seen by {})", v.agent))
+                        })
+                    })
+                    .unwrap_or_else(|| "failed".into()),
+                ),
+                _ => None,
+            };
+            let latency_ms = own
+                .last_result
+                .as_ref()
+                .map(|r| r.latency.as_secs_f64() * 1000.0)
+                .unwrap_or_default();
+            let tally_text = if config.cluster.is_some() {
+                let up = effective.votes.iter().filter(|v| v.up).count();
+                format!("{up}/{} up", effective.votes.len())
+            } else {
+                String::new()
+            };
+            info!(
+                node = %node.id,
+                check = %check.id,
+                from = from.label(),
+                to = state.label(),
+                error = error.as_deref().unwrap_or(""),
+                latency_ms = format!("{latency_ms:.1}"),
+                votes = %tally_text,
+                "check state changed"
+            );
+            match state {
+                State::Down => {
+                    let error = error.unwrap_or_default();
+                    self.causes
+                        .push(format!("{} {}: {error}", node.id, check.id));
+                    self.emit(EventKind::CheckDown {
+                        node: node.id.clone(),
+                        check: check.id.clone(),
+                        error,
+                    });
+                }
+                // A pair that is simply up at start is not news.
+                State::Up if from == State::Down => {
+                    self.causes.push(format!("{} {}: up", node.id, check.id));
+                    let down_for = down_since.and_then(|s| wall.duration_since(s).ok());
+                    self.emit(EventKind::CheckUp {
+                        node: node.id.clone(),
+                        check: check.id.clone(),
+                        down_for,
+                    });
+                }
+                _ => {}
+            }
+        }
+        changed
+    }
+
     /// Switches to a new configuration. Pairs whose node and check are unchanged keep their
     /// state and history; new or changed ones start unconfirmed; removed ones disappear. The
     /// answers are republished (and the serial moved) only if they change.
     fn reconfigure(&mut self, config: Arc<Config>) {
         let old = self.config.clone();
         let mut pairs = Vec::with_capacity(config.pair_count());
+        let mut effective = Vec::with_capacity(config.pair_count());
         let mut kept = 0;
         for p in 0..config.pair_count() {
             let (n, c) = config.pair(p);
@@ -130,12 +427,19 @@ impl HealthTask {
                     if old.nodes[on].probe_address == node.probe_address
                         && old.checks[oc] == *check =>
                 {
-                    self.status.pairs.get(old.pair_index(on, oc)).cloned()
+                    let p = old.pair_index(on, oc);
+                    self.status
+                        .pairs
+                        .get(p)
+                        .cloned()
+                        .zip(self.status.effective.get(p).cloned())
                 }
                 _ => None,
             };
             kept += usize::from(carried.is_some());
-            pairs.push(carried.unwrap_or_default());
+            let (health, decided) = carried.unwrap_or_default();
+            pairs.push(health);
+            effective.push(decided);
         }
         // Previous answers, re-indexed by hostname and node id (for `last` and for comparing).
         let decisions: Vec<Decision> = if self.status.ready {
@@ -180,9 +484,13 @@ impl HealthTask {
         );
         self.status.config = config.clone();
         self.status.pairs = pairs;
+        self.status.effective = effective;
         self.status.decisions = decisions;
+        self.dirty_all = true;
         self.config = config;
         self.causes.push("configuration reloaded".into());
+        self.refresh_peers();
+        self.recompute();
         // New pairs first need a result, as at start; until then the current answers stay.
         if self.unknown == 0 && self.status.ready {
             self.decide_and_publish();
@@ -222,54 +530,28 @@ impl HealthTask {
         }
         let timing = check.timing;
         let health = &mut self.status.pairs[pair];
-        let down_since = (health.state == State::Down)
-            .then_some(health.since)
-            .flatten();
-        let now = SystemTime::now();
-        let transition = health.observe(result, timing.rise, timing.fall, now);
+        let transition = health.observe(result, timing.rise, timing.fall, SystemTime::now());
         let _ = reply.send(health.cadence());
+        // The vote changes with every fresh result in a cluster (ages), with transitions alone.
+        if config.cluster.is_some() || transition.is_some() {
+            self.dirty.push(pair);
+        }
         let Some(t) = transition else {
             return false;
         };
-        let latency_ms = health
-            .last_result
-            .as_ref()
-            .map(|r| r.latency.as_secs_f64() * 1000.0)
-            .unwrap_or_default();
         if t.from == State::Unknown {
             self.unknown -= 1;
         }
-        info!(
-            node = %node.id,
-            check = %check.id,
-            from = t.from.label(),
-            to = t.to.label(),
-            error = t.error.as_deref().unwrap_or(""),
-            latency_ms = format!("{latency_ms:.1}"),
-            "check state changed"
-        );
-        match t.to {
-            State::Down => {
-                let error = t.error.unwrap_or_else(|| "failed".into());
-                self.causes
-                    .push(format!("{} {}: {error}", node.id, check.id));
-                self.emit(EventKind::CheckDown {
-                    node: node.id.clone(),
-                    check: check.id.clone(),
-                    error,
-                });
-            }
-            // A pair that is simply up at start is not news.
-            State::Up if t.from == State::Down => {
-                self.causes.push(format!("{} {}: up", node.id, check.id));
-                let down_for = down_since.and_then(|s| now.duration_since(s).ok());
-                self.emit(EventKind::CheckUp {
-                    node: node.id.clone(),
-                    check: check.id.clone(),
-                    down_for,
-                });
-            }
-            _ => {}
+        // Without a cluster the effective state is this one, logged once by `recompute`.
+        if config.cluster.is_some() {
+            info!(
+                node = %node.id,
+                check = %check.id,
+                from = t.from.label(),
+                to = t.to.label(),
+                error = t.error.as_deref().unwrap_or(""),
+                "local check state changed (this agent's vote)"
+            );
         }
         true
     }
@@ -277,7 +559,12 @@ impl HealthTask {
     /// Decides, and publishes a new zone if the answers changed (or on the first round). The
     /// serial moves exactly when the zone's content does.
     fn decide_and_publish(&mut self) {
-        let up: Vec<bool> = self.status.pairs.iter().map(PairHealth::is_up).collect();
+        let up: Vec<bool> = self
+            .status
+            .effective
+            .iter()
+            .map(|e| e.state == State::Up)
+            .collect();
         let decisions = decide(&self.config, &up, &self.status.decisions);
         let first = !self.status.ready;
         let causes = std::mem::take(&mut self.causes);

@@ -167,9 +167,10 @@ pub struct WebhookSection {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)] // read once agreement between agents is built
 pub struct ClusterSection {
     pub listen: Option<Spanned<String>>,
-    pub secret_env: Option<String>,
+    pub secret_env: Option<Spanned<String>>,
     pub quorum: Option<Spanned<String>>,
+    /// How often each agent pulls the others' observations.
+    pub period: Option<Spanned<HumanDuration>>,
 }

@@ -132,11 +132,32 @@ impl Config {
             names.join(", ")
         });
         out.push_str(&notify_summary(&self.notify));
-        if self.cluster_configured {
-            let _ = writeln!(
-                out,
-                "cluster: accepted, but agreement between agents is not part of this build yet (each agent decides alone)"
-            );
+        match &self.cluster {
+            None => {
+                let _ = writeln!(out, "cluster: none (this agent decides alone)");
+            }
+            Some(c) => {
+                let quorum = match c.quorum {
+                    crate::config::Quorum::Majority => "majority",
+                    crate::config::Quorum::Any => "any",
+                    crate::config::Quorum::All => "all",
+                };
+                let peers: Vec<String> = self
+                    .nodes
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| Some(*i) != self.self_node)
+                    .map(|(_, n)| format!("{} at {}", n.id, c.peer_addr(n)))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "cluster: listen {}, quorum {quorum}, pulls every {}, secret from ${}\n  peers: {}",
+                    c.listen,
+                    format_duration(c.period),
+                    c.secret_env,
+                    peers.join(", ")
+                );
+            }
         }
         out
     }

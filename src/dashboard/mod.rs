@@ -47,7 +47,7 @@ use crate::agent::Published;
 use crate::config::DashboardConfig;
 use crate::events::Event;
 
-pub use conn::Peer;
+pub use conn::{CappedListener, Peer};
 use metrics::Metrics;
 pub use metrics::NotifyCounters;
 

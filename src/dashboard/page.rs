@@ -21,6 +21,22 @@ struct Page {
     hosts: Vec<HostRow>,
     checks: Vec<CheckRow>,
     events: Vec<EventRow>,
+    /// With a cluster: the vote column, the peers table and, when no peer answers, a banner.
+    cluster: bool,
+    quorum: String,
+    alone: bool,
+    notifying: bool,
+    peers: Vec<PeerRow>,
+}
+
+struct PeerRow {
+    agent: String,
+    address: String,
+    /// `reachable` or `unreachable`, written out; the colour only repeats it.
+    state: String,
+    state_class: String,
+    last_seen: String,
+    error: String,
 }
 
 struct HostRow {
@@ -56,6 +72,8 @@ struct CheckRow {
     rise: u32,
     fall: u32,
     error: String,
+    /// Each agent's vote, e.g. `node1 OK · node2 KO · node3 OK`.
+    votes: String,
 }
 
 struct EventRow {
@@ -124,6 +142,12 @@ pub fn render(view: &StatusView) -> askama::Result<String> {
                 rise: p.rise,
                 fall: p.fall,
                 error: p.error.clone().unwrap_or_default(),
+                votes: p
+                    .votes
+                    .iter()
+                    .map(|v| format!("{} {}", v.agent, v.vote))
+                    .collect::<Vec<_>>()
+                    .join(" · "),
             })
             .collect(),
         events: view
@@ -134,6 +158,32 @@ pub fn render(view: &StatusView) -> askama::Result<String> {
                 time_full: e.at.clone(),
                 kind: e.kind.replace('_', " "),
                 summary: e.summary.clone(),
+            })
+            .collect(),
+        cluster: view.cluster.is_some(),
+        quorum: view
+            .cluster
+            .as_ref()
+            .map(|c| c.quorum.clone())
+            .unwrap_or_default(),
+        alone: view.cluster.as_ref().is_some_and(|c| c.alone),
+        notifying: view.cluster.as_ref().is_some_and(|c| c.notifying),
+        peers: view
+            .cluster
+            .iter()
+            .flat_map(|c| c.peers.iter())
+            .map(|p| PeerRow {
+                agent: p.agent.clone(),
+                address: p.address.clone(),
+                state: if p.reachable {
+                    "reachable"
+                } else {
+                    "unreachable"
+                }
+                .to_string(),
+                state_class: if p.reachable { "ok" } else { "ko" }.to_string(),
+                last_seen: local(&p.last_seen),
+                error: p.error.clone().unwrap_or_default(),
             })
             .collect(),
     };

@@ -69,6 +69,14 @@ fn published(ready: bool) -> Published {
             };
             status.pairs[p].observe(result, 2, 2, t0);
         }
+        // Without a cluster the decided state is the agent's own.
+        for p in 0..config.pair_count() {
+            status.effective[p] = crate::status::Effective {
+                state: status.pairs[p].state,
+                since: status.pairs[p].since,
+                votes: Vec::new(),
+            };
+        }
         let up: Vec<bool> = status.pairs.iter().map(|p| p.is_up()).collect();
         status.decisions = decide(&config, &up, &[]);
         status.ready = true;

@@ -14,7 +14,7 @@ use crate::config::{Config, Mode, WhenAllDown};
 use crate::decide::{Decision, Reason};
 use crate::events::{Event, EventKind};
 use crate::health::{PairHealth, State};
-use crate::status::Status;
+use crate::status::{Effective, Status};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusView {
@@ -41,6 +41,40 @@ pub struct StatusView {
     pub checks: Vec<PairView>,
     /// Newest first.
     pub events: Vec<EventView>,
+    /// Agreement with the other agents; null when this agent has no `cluster:`.
+    pub cluster: Option<ClusterView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterView {
+    /// `majority`, `any` or `all`.
+    pub quorum: String,
+    /// No other agent answers: this agent decides on its own observations.
+    pub alone: bool,
+    /// This agent sends the cluster's notifications (the reachable agent with the lowest id).
+    pub notifying: bool,
+    pub peers: Vec<PeerView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerView {
+    pub agent: String,
+    /// Its peer API address.
+    pub address: String,
+    pub reachable: bool,
+    /// Last successful pull (RFC 3339, UTC).
+    pub last_seen: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VoteView {
+    pub agent: String,
+    /// `OK` or `KO`.
+    pub vote: String,
+    /// Age of the result behind the vote, in seconds.
+    pub age_seconds: f64,
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,10 +112,15 @@ pub struct PairView {
     pub kind: String,
     /// Hostnames (relative to the zone) whose answer depends on this pair.
     pub hostnames: Vec<String>,
-    /// `OK`, `KO` or `PENDING` (no result yet).
+    /// `OK`, `KO` or `PENDING` (no result yet): what the answers are decided from (the
+    /// cluster's vote, or this agent's own state without a cluster).
     pub state: String,
     /// When the pair entered `state` (RFC 3339, UTC).
     pub since: Option<String>,
+    /// This agent's own state of the pair (its probes, rise/fall).
+    pub local_state: String,
+    /// The fresh votes counted (this agent's first); empty without a cluster.
+    pub votes: Vec<VoteView>,
     /// When it was last probed (RFC 3339, UTC).
     pub last_checked: Option<String>,
     /// Latency of the last probe, in milliseconds.
@@ -190,6 +229,7 @@ impl StatusView {
             for c in 0..config.checks.len() {
                 let (node, check) = (&config.nodes[n], &config.checks[c]);
                 let health = &status.pairs[config.pair_index(n, c)];
+                let effective = &status.effective[config.pair_index(n, c)];
                 let last = health.last_result.as_ref();
                 checks.push(PairView {
                     node: node.id.clone(),
@@ -203,8 +243,19 @@ impl StatusView {
                         .filter(|h| h.checks.contains(&c) && h.nodes.contains(&n))
                         .map(|h| h.name.clone())
                         .collect(),
-                    state: health.state.label().to_string(),
-                    since: health.since.map(rfc3339),
+                    state: effective.state.label().to_string(),
+                    since: effective.since.map(rfc3339),
+                    local_state: health.state.label().to_string(),
+                    votes: effective
+                        .votes
+                        .iter()
+                        .map(|v| VoteView {
+                            agent: v.agent.clone(),
+                            vote: if v.up { "OK" } else { "KO" }.to_string(),
+                            age_seconds: (v.age.as_secs_f64() * 10.0).round() / 10.0,
+                            error: v.error.clone(),
+                        })
+                        .collect(),
                     last_checked: health.last_checked.map(rfc3339),
                     latency_ms: last.map(|r| (r.latency.as_secs_f64() * 1e4).round() / 10.0),
                     error: last.and_then(|r| r.error.clone()),
@@ -232,6 +283,27 @@ impl StatusView {
             hostnames,
             checks,
             events: status.events.iter().rev().map(|e| event_view(e)).collect(),
+            cluster: config.cluster.as_ref().map(|c| ClusterView {
+                quorum: match c.quorum {
+                    crate::config::Quorum::Majority => "majority",
+                    crate::config::Quorum::Any => "any",
+                    crate::config::Quorum::All => "all",
+                }
+                .to_string(),
+                alone: status.alone,
+                notifying: status.notifying,
+                peers: status
+                    .peers
+                    .iter()
+                    .map(|p| PeerView {
+                        agent: p.agent.clone(),
+                        address: p.address.to_string(),
+                        reachable: p.reachable,
+                        last_seen: p.last_seen.map(rfc3339),
+                        error: p.error.clone(),
+                    })
+                    .collect(),
+            }),
         }
     }
 }
@@ -263,7 +335,7 @@ fn explain(config: &Config, status: &Status, h: usize, decision: &Decision) -> V
             .checks
             .iter()
             .copied()
-            .filter(|&c| !status.pairs[config.pair_index(n, c)].is_up())
+            .filter(|&c| status.effective[config.pair_index(n, c)].state != State::Up)
             .collect();
         if failing.is_empty() {
             if decision.reason == Reason::Healthy && hostname.mode == Mode::Failover {
@@ -284,27 +356,38 @@ fn explain(config: &Config, status: &Status, h: usize, decision: &Decision) -> V
             continue;
         }
         for c in failing {
+            let p = config.pair_index(n, c);
             why.push(pair_line(
                 &config.nodes[n].id,
                 &config.checks[c].id,
-                &status.pairs[config.pair_index(n, c)],
+                &status.effective[p],
+                &status.pairs[p],
             ));
         }
     }
     why
 }
 
-/// `node1 KO on web since 10:42:13 — HTTP 503`.
-fn pair_line(node: &str, check: &str, health: &PairHealth) -> String {
-    let mut line = format!("{node} {} on {check}", health.state.label());
-    match health.since {
-        Some(since) if health.state != State::Unknown => {
+/// `node1 KO on web since 10:42:13 — HTTP 503` (with a cluster: `… (votes 1/3 OK)`).
+fn pair_line(node: &str, check: &str, effective: &Effective, own: &PairHealth) -> String {
+    let mut line = format!("{node} {} on {check}", effective.state.label());
+    match effective.since {
+        Some(since) if effective.state != State::Unknown => {
             line.push_str(&format!(" since {}", local_time(since)))
         }
         _ => line.push_str(" (no result yet)"),
     }
-    if let Some(error) = health.last_result.as_ref().and_then(|r| r.error.as_ref()) {
+    let error = own
+        .last_result
+        .as_ref()
+        .and_then(|r| r.error.clone())
+        .or_else(|| effective.votes.iter().find_map(|v| v.error.clone()));
+    if let Some(error) = error {
         line.push_str(&format!(" — {error}"));
+    }
+    if !effective.votes.is_empty() {
+        let up = effective.votes.iter().filter(|v| v.up).count();
+        line.push_str(&format!(" (votes {up}/{} OK)", effective.votes.len()));
     }
     line
 }

@@ -158,7 +158,7 @@ impl Notifier {
                 report.clone(),
             ));
         }
-        tasks.spawn(dispatch(events, outputs, shutdown));
+        tasks.spawn(dispatch(events, outputs, status.clone(), shutdown));
         tokio::spawn(async move { while tasks.join_next().await.is_some() {} })
     }
 
@@ -197,9 +197,16 @@ struct Output {
 async fn dispatch(
     mut events: broadcast::Receiver<Arc<Event>>,
     outputs: Vec<Output>,
+    status: Arc<ArcSwap<Status>>,
     shutdown: CancellationToken,
 ) {
     let forward = |event: Arc<Event>| {
+        // In a cluster one agent (the reachable one with the lowest id) tells the people, so
+        // they get one message per event, not one per agent.
+        if !status.load().notifying {
+            tracing::debug!(event = %event.summary(), "another agent sends the cluster's notifications");
+            return;
+        }
         for out in &outputs {
             if !out.filter.allows(&event.kind) {
                 continue;

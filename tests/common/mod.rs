@@ -2,6 +2,9 @@
 //! binary, `dig` as the DNS client, and waiting for conditions with a deadline.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+/// Several hosts on one machine: network namespaces, a bridge, one-way faults (needs root).
+pub mod netns;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -213,9 +216,21 @@ impl AgentProcess {
         config_yaml: &str,
         dns: SocketAddr,
     ) -> AgentProcess {
+        Self::start_with(Command::new(binary()), dir, state_dir, config_yaml, dns)
+    }
+
+    /// Like `start_in`, with `launcher` running the binary (e.g. `ip netns exec NS failoverd`,
+    /// from `netns::Netns::command`); `run --config …` is appended to it.
+    pub fn start_with(
+        mut launcher: Command,
+        dir: tempfile::TempDir,
+        state_dir: PathBuf,
+        config_yaml: &str,
+        dns: SocketAddr,
+    ) -> AgentProcess {
         let config_path = dir.path().join("config.yaml");
         std::fs::write(&config_path, config_yaml).expect("write config");
-        let mut child = Command::new(binary())
+        let mut child = launcher
             .args(["run", "--config"])
             .arg(&config_path)
             .arg("--state-dir")

@@ -1,0 +1,126 @@
+//! Agreement between agents: each agent serves its own observations on the peer API, pulls the
+//! others', and every (node, check) pair is decided by a vote, so all nameservers answer alike.
+//!
+//! ```text
+//! own probes ─► local state ─┐
+//! peer API pulls ─► votes ───┴─► tally (quorum) ─► effective state ─► decide ─► zone
+//! ```
+
+pub mod auth;
+pub mod pull;
+pub mod server;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Quorum, Timing};
+use crate::health::State;
+
+/// Path of the peer API's only resource.
+pub const OBSERVATIONS_PATH: &str = "/v1/observations";
+
+/// What one agent tells the others: its own view of every pair it has a result for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Observations {
+    /// The node id of the agent answering.
+    pub agent: String,
+    /// Its zone: agents of different zones must not vote together.
+    pub zone: String,
+    pub observations: Vec<Observation>,
+}
+
+/// One agent's confirmed (rise/fall) state of one pair.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Observation {
+    pub node: String,
+    pub check: String,
+    pub up: bool,
+    /// How old the agent's last probe of the pair was when it answered: ages, not clock
+    /// times, so the agents' clocks need not agree for freshness.
+    pub age_ms: u64,
+    pub latency_ms: f64,
+    pub error: Option<String>,
+}
+
+/// The result of pulling one peer, for the health task.
+#[derive(Debug)]
+pub struct PeerReport {
+    /// The peer's node id.
+    pub peer: String,
+    pub result: Result<Observations, String>,
+    pub received_at: tokio::time::Instant,
+}
+
+/// How long a peer's observation of a pair counts: a few probe intervals plus a pull period.
+pub fn freshness(timing: &Timing, period: Duration) -> Duration {
+    timing.interval * 3 + timing.timeout + period
+}
+
+/// The state a set of fresh votes decides (`true` = up). Pure, order-independent, and the same
+/// on every agent given the same votes.
+///
+/// | fresh votes | quorum   | up when               |
+/// |-------------|----------|-----------------------|
+/// | none        | any      | – (Unknown)           |
+/// | n           | majority | more than n / 2 say up (a tie is down) |
+/// | n           | any      | at least one says up  |
+/// | n           | all      | every one says up     |
+pub fn tally(quorum: Quorum, votes: impl IntoIterator<Item = bool>) -> State {
+    let (mut n, mut up) = (0usize, 0usize);
+    for vote in votes {
+        n += 1;
+        up += usize::from(vote);
+    }
+    if n == 0 {
+        return State::Unknown;
+    }
+    let is_up = match quorum {
+        Quorum::Majority => up * 2 > n,
+        Quorum::Any => up >= 1,
+        Quorum::All => up == n,
+    };
+    if is_up { State::Up } else { State::Down }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Quorum::*;
+    use State::{Down, Unknown, Up};
+
+    #[test]
+    fn tally_follows_the_table() {
+        let table: &[(Quorum, &[bool], State)] = &[
+            (Majority, &[], Unknown),
+            (Majority, &[true], Up),
+            (Majority, &[false], Down),
+            (Majority, &[true, false], Down),
+            (Majority, &[true, true, false], Up),
+            (Majority, &[true, false, false], Down),
+            (Majority, &[false, true, true, false, true], Up),
+            (Any, &[false, false, true], Up),
+            (Any, &[false, false], Down),
+            (All, &[true, true, true], Up),
+            (All, &[true, false, true], Down),
+            (All, &[], Unknown),
+        ];
+        for (quorum, votes, want) in table {
+            assert_eq!(
+                tally(*quorum, votes.iter().copied()),
+                *want,
+                "{quorum:?} {votes:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_order_of_votes_does_not_matter() {
+        for quorum in [Majority, Any, All] {
+            assert_eq!(
+                tally(quorum, [true, false, true]),
+                tally(quorum, [false, true, true])
+            );
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Pulls every other agent's observations on the peer API, once per `cluster.period`, and
+//! hands the results (or why a peer did not answer) to the health task.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::auth::{self, HEADER_AGENT, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIME, Secret};
+use super::{OBSERVATIONS_PATH, Observations, PeerReport};
+use crate::check::describe_error;
+use crate::status::Status;
+
+/// Biggest answer accepted from a peer (10,000 pairs fit in well under this).
+const MAX_BODY: usize = 8 * 1024 * 1024;
+
+/// Runs until `shutdown`. The configuration (peers, period) is read from the status each
+/// round, so reloads apply.
+pub async fn run(
+    status: Arc<ArcSwap<Status>>,
+    secret: Secret,
+    reports: mpsc::Sender<PeerReport>,
+    shutdown: CancellationToken,
+) {
+    let client = match reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("failoverd/", env!("CARGO_PKG_VERSION"), " (peer)"))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the peer API client; this agent decides alone");
+            return;
+        }
+    };
+    loop {
+        let snapshot = status.load_full();
+        let config = &snapshot.config;
+        let (Some(cluster), Some(me)) = (&config.cluster, config.self_node) else {
+            return;
+        };
+        let period = cluster.period;
+        let started = tokio::time::Instant::now();
+        let mut pulls = JoinSet::new();
+        for (n, node) in config.nodes.iter().enumerate() {
+            if n == me {
+                continue;
+            }
+            let url = format!("http://{}{OBSERVATIONS_PATH}", cluster.peer_addr(node));
+            let (client, secret, me_id, peer) = (
+                client.clone(),
+                secret.clone(),
+                config.nodes[me].id.clone(),
+                node.id.clone(),
+            );
+            let zone = config.zone.to_ascii().trim_end_matches('.').to_string();
+            pulls.spawn(async move {
+                let result = tokio::time::timeout(
+                    period.max(Duration::from_millis(200)),
+                    fetch(&client, &url, &secret, &me_id, &peer, &zone),
+                )
+                .await
+                .unwrap_or_else(|_| {
+                    Err(format!(
+                        "timeout after {}",
+                        crate::config::format_duration(period)
+                    ))
+                });
+                PeerReport {
+                    peer,
+                    result,
+                    received_at: tokio::time::Instant::now(),
+                }
+            });
+        }
+        while let Some(done) = pulls.join_next().await {
+            if let Ok(report) = done
+                && reports.send(report).await.is_err()
+            {
+                return;
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(started + period) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+async fn fetch(
+    client: &reqwest::Client,
+    url: &str,
+    secret: &Secret,
+    me: &str,
+    peer: &str,
+    zone: &str,
+) -> Result<Observations, String> {
+    let nonce = auth::nonce();
+    let time = auth::unix_now();
+    let signature = secret.sign_request(me, time, &nonce, OBSERVATIONS_PATH);
+    let mut response = client
+        .get(url)
+        .header(HEADER_AGENT, me)
+        .header(HEADER_TIME, time.to_string())
+        .header(HEADER_NONCE, &nonce)
+        .header(HEADER_SIGNATURE, signature)
+        .send()
+        .await
+        .map_err(|e| describe_error(&e))?;
+    let status = response.status();
+    let their_signature = response
+        .headers()
+        .get(HEADER_SIGNATURE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| describe_error(&e))? {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err("answer too large".into());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    if !status.is_success() {
+        let text = String::from_utf8_lossy(&body[..body.len().min(200)])
+            .trim()
+            .to_string();
+        return Err(format!("HTTP {} ({text})", status.as_u16()));
+    }
+    if !secret.verify_response(&nonce, &body, &their_signature) {
+        return Err("the answer's signature does not verify (not the same cluster secret?)".into());
+    }
+    let observations: Observations =
+        serde_json::from_slice(&body).map_err(|e| format!("unreadable answer: {e}"))?;
+    if observations.agent != peer {
+        return Err(format!(
+            "answered as `{}`, expected `{peer}` (check nodes' addresses)",
+            observations.agent
+        ));
+    }
+    if observations.zone != zone {
+        return Err(format!("serves zone {}, not {zone}", observations.zone));
+    }
+    Ok(observations)
+}

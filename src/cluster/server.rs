@@ -1,0 +1,207 @@
+//! The peer API: serves this agent's own observations to the other agents, to authenticated
+//! callers only.
+//!
+//! | request                                              | answer |
+//! |------------------------------------------------------|--------|
+//! | `GET /v1/observations`, valid signature, fresh time and nonce, caller is another node | 200, JSON, signed over the caller's nonce |
+//! | missing headers, unknown caller, time off by more than 30 s, reused nonce, bad signature | 401 (logged) |
+//! | anything else                                        | 404 / 405 |
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::auth::{
+    self, HEADER_AGENT, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIME, MAX_SKEW, Secret,
+};
+use super::{OBSERVATIONS_PATH, Observation, Observations};
+use crate::dashboard::{CappedListener, Peer};
+use crate::health::State as Health;
+use crate::status::Status;
+
+/// Nonces remembered, at most (older ones leave first; their time is outside the window anyway).
+const NONCE_MEMORY: usize = 10_000;
+
+/// What the handler needs: the current status (own observations) and the secret.
+pub struct PeerContext {
+    pub status: Arc<ArcSwap<Status>>,
+    pub secret: Secret,
+    seen: Mutex<HashMap<String, Instant>>,
+}
+
+impl PeerContext {
+    pub fn new(status: Arc<ArcSwap<Status>>, secret: Secret) -> Arc<Self> {
+        Arc::new(Self {
+            status,
+            secret,
+            seen: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Remembers `nonce`; false if it was seen within the replay window.
+    fn first_use(&self, nonce: &str) -> bool {
+        let now = Instant::now();
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= NONCE_MEMORY {
+            seen.retain(|_, at| now.duration_since(*at) < MAX_SKEW * 2);
+            if seen.len() >= NONCE_MEMORY {
+                seen.clear();
+            }
+        }
+        seen.insert(nonce.to_string(), now).is_none()
+    }
+}
+
+/// The peer API listener, bound before the agent serves anything.
+pub struct PeerServer {
+    listener: std::net::TcpListener,
+}
+
+impl PeerServer {
+    pub fn bind(addr: SocketAddr) -> io::Result<Self> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        Ok(Self { listener })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound TCP listener has a local address")
+    }
+
+    pub async fn serve(
+        self,
+        context: Arc<PeerContext>,
+        shutdown: CancellationToken,
+    ) -> io::Result<()> {
+        let listener = tokio::net::TcpListener::from_std(self.listener)?;
+        info!(listen = %listener.local_addr()?, "peer API listening");
+        let app = router(context).into_make_service_with_connect_info::<Peer>();
+        axum::serve(CappedListener::new(listener), app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+    }
+}
+
+pub fn router(context: Arc<PeerContext>) -> Router {
+    Router::new()
+        .route(OBSERVATIONS_PATH, get(observations))
+        .with_state(context)
+}
+
+async fn observations(
+    State(context): State<Arc<PeerContext>>,
+    ConnectInfo(Peer(from)): ConnectInfo<Peer>,
+    headers: HeaderMap,
+) -> Response {
+    let status = context.status.load();
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    let (agent, time, nonce, signature) = (
+        header(HEADER_AGENT),
+        header(HEADER_TIME),
+        header(HEADER_NONCE),
+        header(HEADER_SIGNATURE),
+    );
+    let me = status
+        .config
+        .self_node
+        .map(|n| status.config.nodes[n].id.as_str());
+    let refuse = |why: &str| {
+        warn!(%from, agent, reason = why, "peer API request refused");
+        (StatusCode::UNAUTHORIZED, format!("refused: {why}\n")).into_response()
+    };
+    if agent.is_empty() || time.is_empty() || nonce.is_empty() || signature.is_empty() {
+        return refuse("missing authentication headers");
+    }
+    if Some(agent) == me || !status.config.nodes.iter().any(|n| n.id == agent) {
+        return refuse("not another node of this cluster");
+    }
+    let Ok(time) = time.parse::<u64>() else {
+        return refuse("bad time");
+    };
+    if auth::unix_now().abs_diff(time) > MAX_SKEW.as_secs() {
+        return refuse("time outside the 30 s window (are the clocks in sync?)");
+    }
+    if !(16..=64).contains(&nonce.len()) || !nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return refuse("bad nonce");
+    }
+    if !context
+        .secret
+        .verify_request(agent, time, nonce, OBSERVATIONS_PATH, signature)
+    {
+        return refuse("bad signature (not the same cluster secret?)");
+    }
+    // After the signature: only a member can spend a nonce.
+    if !context.first_use(nonce) {
+        return refuse("nonce already used (a replayed request)");
+    }
+
+    let now = SystemTime::now();
+    let config = &status.config;
+    let observations = (0..config.pair_count())
+        .filter_map(|p| {
+            let health = &status.pairs[p];
+            let checked = health.last_checked?;
+            if health.state == Health::Unknown {
+                return None;
+            }
+            let (n, c) = config.pair(p);
+            let last = health.last_result.as_ref();
+            Some(Observation {
+                node: config.nodes[n].id.clone(),
+                check: config.checks[c].id.clone(),
+                up: health.state == Health::Up,
+                age_ms: now
+                    .duration_since(checked)
+                    .unwrap_or(Duration::ZERO)
+                    .as_millis() as u64,
+                latency_ms: last
+                    .map(|r| r.latency.as_secs_f64() * 1000.0)
+                    .unwrap_or_default(),
+                error: if health.state == Health::Up {
+                    None
+                } else {
+                    last.and_then(|r| r.error.clone())
+                },
+            })
+        })
+        .collect();
+    let body = Observations {
+        agent: me.unwrap_or_default().to_string(),
+        zone: config.zone.to_ascii().trim_end_matches('.').to_string(),
+        observations,
+    };
+    let body = match serde_json::to_vec(&body) {
+        Ok(b) => b,
+        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
+    let signature = context.secret.sign_response(nonce, &body);
+    let mut response = (StatusCode::OK, body).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&signature) {
+        h.insert(HEADER_SIGNATURE, v);
+    }
+    response
+}

@@ -1,0 +1,391 @@
+//! Agreement between real agents: three `failoverd run` processes on 127.0.0.1, .2 and .3, each
+//! with DNS, peer API and dashboard on its own address, over real backends; `dig` asks all three.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{AgentProcess, Backend, binary, dig, free_port, wait_until};
+
+const ZONE: &str = "ha.example.com";
+const SECRET: &str = "a cluster secret of more than sixteen characters";
+
+struct Cluster {
+    agents: Vec<AgentProcess>,
+    dashboards: Vec<SocketAddr>,
+}
+
+/// The shared config as node `me` runs it (only `self` and the listen addresses differ).
+fn config(backends: &[Backend], me: usize, ports: (u16, u16, u16), quorum: &str) -> String {
+    let (dns, peer, dash) = ports;
+    let ip = &backends[me].ip;
+    let mut yaml = format!(
+        "zone: {ZONE}\nself: node{}\ndns: {{ listen: [\"{ip}:{dns}\"], ttl: 5s }}\n\
+         dashboard: {{ listen: \"{ip}:{dash}\" }}\n\
+         cluster: {{ listen: \"{ip}:{peer}\", quorum: {quorum}, period: 200ms }}\n\
+         defaults: {{ interval: 300ms, retry_interval: 100ms, timeout: 80ms }}\nnodes:\n",
+        me + 1
+    );
+    for (i, b) in backends.iter().enumerate() {
+        yaml.push_str(&format!(
+            "  - {{ id: node{}, address: {}, priority: {} }}\n",
+            i + 1,
+            b.ip,
+            30 - 10 * i
+        ));
+    }
+    yaml.push_str(&format!(
+        "checks:\n  - {{ id: web, type: http, url: \"http://{{address}}:{}/\" }}\n\
+         hostnames:\n  - {{ name: app, checks: [web] }}\n  - {{ name: pool, checks: [web], mode: all }}\n",
+        backends[0].http_port
+    ));
+    yaml
+}
+
+fn start(backends: &[Backend], secrets: [&str; 3], quorum: &str) -> Cluster {
+    let ips: Vec<&str> = backends.iter().map(|b| b.ip.as_str()).collect();
+    let ports = (free_port(&ips), free_port(&ips), free_port(&ips));
+    let mut agents = Vec::new();
+    for (i, secret) in secrets.iter().enumerate() {
+        let mut launcher = Command::new(binary());
+        launcher.env("FAILOVERD_CLUSTER_SECRET", secret);
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let dns: SocketAddr = format!("{}:{}", ips[i], ports.0).parse().unwrap();
+        agents.push(AgentProcess::start_with(
+            launcher,
+            dir,
+            state,
+            &config(backends, i, ports, quorum),
+            dns,
+        ));
+    }
+    for a in &mut agents {
+        a.wait_ready(&format!("app.{ZONE}"));
+    }
+    let dashboards = ips
+        .iter()
+        .map(|ip| format!("{ip}:{}", ports.2).parse().unwrap())
+        .collect();
+    Cluster { agents, dashboards }
+}
+
+impl Cluster {
+    /// What every agent answers for `name`, in agent order.
+    fn answers(&self, name: &str) -> Vec<Vec<String>> {
+        self.agents
+            .iter()
+            .map(|a| dig(a.dns, &format!("{name}.{ZONE}"), "A", &[]).answers)
+            .collect()
+    }
+
+    /// Waits until all three answer `want` for `name`; every round in between, each agent
+    /// answers either `before` or `want`, never anything else.
+    fn converge(&self, name: &str, before: &[&str], want: &[&str]) {
+        wait_until(
+            Duration::from_secs(10),
+            &format!("all agents to answer {name} = {want:?}"),
+            || {
+                let all = self.answers(name);
+                for a in &all {
+                    assert!(
+                        a == want || a == before,
+                        "{name}: an agent answered {a:?} (all: {all:?})"
+                    );
+                }
+                all.iter().all(|a| a == want)
+            },
+        );
+    }
+
+    fn status(&self, i: usize) -> serde_json::Value {
+        serde_json::from_str(&http_get(self.dashboards[i], "/api/v1/status")).expect("status JSON")
+    }
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn three_agents_answer_alike_through_failover_and_failback() {
+    let mut backends = Backend::group(&["127.0.0.1", "127.0.0.2", "127.0.0.3"]);
+    let cluster = start(&backends, [SECRET; 3], "majority");
+    let all_up = ["127.0.0.1", "127.0.0.2", "127.0.0.3"];
+    cluster.converge("app", &["127.0.0.1"], &["127.0.0.1"]);
+    cluster.converge("pool", &all_up, &all_up);
+
+    // Every agent hears the two others and counts three votes per pair.
+    wait_until(
+        Duration::from_secs(10),
+        "three votes per pair on every agent",
+        || {
+            (0..3).all(|i| {
+                let s = cluster.status(i);
+                s["checks"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|c| c["votes"].as_array().unwrap().len() == 3)
+                    && s["cluster"]["peers"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .all(|p| p["reachable"] == true)
+            })
+        },
+    );
+    let s = cluster.status(0);
+    assert_eq!(s["cluster"]["alone"], false);
+    assert_eq!(
+        s["cluster"]["notifying"], true,
+        "node1 has the lowest id: it sends"
+    );
+    assert_eq!(cluster.status(1)["cluster"]["notifying"], false);
+
+    // node1's web server dies: all three move app to node2, and pool drops node1.
+    backends[0].stop();
+    cluster.converge("app", &["127.0.0.1"], &["127.0.0.2"]);
+    cluster.converge("pool", &all_up, &["127.0.0.2", "127.0.0.3"]);
+    // It comes back: all three fail back.
+    backends[0].resume();
+    cluster.converge("app", &["127.0.0.2"], &["127.0.0.1"]);
+    cluster.converge("pool", &["127.0.0.2", "127.0.0.3"], &all_up);
+
+    let log = cluster.agents[1].log_text();
+    assert!(log.contains("local check state changed"), "{log}");
+    assert!(
+        log.contains("votes=0/3 up") || log.contains("votes=1/3 up"),
+        "the vote is logged: {log}"
+    );
+}
+
+#[test]
+fn a_wrong_secret_is_refused_and_its_votes_are_ignored() {
+    let backends = Backend::group(&["127.0.64.1", "127.0.64.2", "127.0.64.3"]);
+    let cluster = start(
+        &backends,
+        [SECRET, SECRET, "not the cluster secret at all!!"],
+        "majority",
+    );
+
+    wait_until(
+        Duration::from_secs(10),
+        "node1 to count node2 but not node3",
+        || {
+            let s = cluster.status(0);
+            let peers = s["cluster"]["peers"].as_array().unwrap();
+            let reachable =
+                |id: &str| peers.iter().find(|p| p["agent"] == id).unwrap()["reachable"] == true;
+            reachable("node2") && !reachable("node3")
+        },
+    );
+    let s = cluster.status(0);
+    let node3 = s["cluster"]["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["agent"] == "node3")
+        .unwrap()
+        .clone();
+    assert!(
+        node3["error"].as_str().unwrap().contains("bad signature"),
+        "node3 refuses node1's requests: {node3}"
+    );
+    for check in s["checks"].as_array().unwrap() {
+        let voters: Vec<&str> = check["votes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["agent"].as_str().unwrap())
+            .collect();
+        assert_eq!(voters, ["node1", "node2"], "node3's votes are not counted");
+    }
+    wait_until(
+        Duration::from_secs(5),
+        "node1 to log node3's refused requests",
+        || {
+            cluster.agents[0]
+                .log_text()
+                .contains("peer API request refused")
+        },
+    );
+    assert!(
+        cluster.agents[0].log_text().contains("bad signature"),
+        "{}",
+        cluster.agents[0].log_text()
+    );
+    // The outsider hears nobody and says so.
+    wait_until(Duration::from_secs(5), "node3 to decide alone", || {
+        cluster.status(2)["cluster"]["alone"] == true
+    });
+    assert!(cluster.agents[2].log_text().contains("decides alone"));
+    assert!(
+        !cluster.agents[2].log_text().contains(SECRET),
+        "the secret is never logged"
+    );
+}
+
+#[test]
+fn a_missing_secret_is_a_configuration_error() {
+    let backends = Backend::group(&["127.0.65.1", "127.0.65.2", "127.0.65.3"]);
+    let ips = ["127.0.65.1", "127.0.65.2", "127.0.65.3"];
+    let ports = (free_port(&ips), free_port(&ips), free_port(&ips));
+    let dir = tempfile::tempdir().unwrap();
+    let path = common::write_file(
+        dir.path(),
+        "c.yaml",
+        &config(&backends, 0, ports, "majority"),
+    );
+    let out = Command::new(binary())
+        .args(["run", "--config"])
+        .arg(&path)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .env_remove("FAILOVERD_CLUSTER_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the cluster secret variable $FAILOVERD_CLUSTER_SECRET is not set"),
+        "{stderr}"
+    );
+}
+
+/// The asymmetric fault, built for real: three hosts in network namespaces the test creates
+/// (198.18.0.0/15), each running an agent and a web server. One agent loses its path to node1's
+/// web server while the two others still reach it: the vote keeps the answer where it is. When
+/// a second agent loses it too, the majority moves the answer on all three.
+#[test]
+fn an_agent_that_alone_cannot_reach_a_node_does_not_move_the_answer() {
+    use common::netns::Netns;
+    let net = Netns::create(3);
+    let ips: Vec<String> = net.hosts().map(|i| net.host_ip(i).to_string()).collect();
+    let www = tempfile::tempdir().unwrap();
+    std::fs::write(www.path().join("index.html"), "Sign in").unwrap();
+    let mut servers = Vec::new();
+    for i in net.hosts() {
+        let mut cmd = net.command(i, "/usr/bin/python3");
+        cmd.args(["-m", "http.server", "8080", "--bind", &ips[i - 1]])
+            .current_dir(www.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        servers.push(cmd.spawn().expect("python3 http.server in the namespace"));
+    }
+    for i in net.hosts() {
+        let ip: std::net::IpAddr = ips[i - 1].parse().unwrap();
+        wait_until(Duration::from_secs(10), "the web servers to listen", || {
+            net.can_connect(i, ip, 8080)
+        });
+    }
+    let yaml = |me: usize| {
+        let mut y = format!(
+            "zone: {ZONE}\nself: node{me}\ndns: {{ listen: [\"{ip}:5353\"], ttl: 5s }}\n\
+             dashboard: {{ listen: \"127.0.0.1:0\" }}\n\
+             cluster: {{ listen: \"{ip}:8053\", period: 200ms }}\n\
+             defaults: {{ interval: 300ms, retry_interval: 100ms, timeout: 80ms }}\nnodes:\n",
+            ip = ips[me - 1]
+        );
+        for (i, ip) in ips.iter().enumerate() {
+            y.push_str(&format!(
+                "  - {{ id: node{}, address: {ip}, priority: {} }}\n",
+                i + 1,
+                30 - 10 * i
+            ));
+        }
+        y.push_str("checks:\n  - { id: web, type: http, url: \"http://{address}:8080/\" }\nhostnames:\n  - { name: app, checks: [web] }\n");
+        y
+    };
+    let mut agents: Vec<AgentProcess> = net
+        .hosts()
+        .map(|i| {
+            let mut launcher = net.command(i, binary());
+            launcher.env("FAILOVERD_CLUSTER_SECRET", SECRET);
+            let dir = tempfile::tempdir().unwrap();
+            let state = dir.path().join("state");
+            let dns: SocketAddr = format!("{}:5353", ips[i - 1]).parse().unwrap();
+            AgentProcess::start_with(launcher, dir, state, &yaml(i), dns)
+        })
+        .collect();
+    for (k, agent) in agents.iter_mut().enumerate() {
+        net.wait_agent_ready(k + 1, agent, &format!("app.{ZONE}"));
+    }
+    // Every agent is asked from its own host: the namespaces have no route to each other's
+    // DNS from outside, and none is needed.
+    let answers = |agents: &[AgentProcess]| -> Vec<Vec<String>> {
+        agents
+            .iter()
+            .enumerate()
+            .map(|(k, a)| {
+                net.dig(k + 1, a.dns, &format!("app.{ZONE}"), "A", &[])
+                    .answers
+            })
+            .collect()
+    };
+    let node1 = vec![ips[0].clone()];
+    let node2 = vec![ips[1].clone()];
+    wait_until(Duration::from_secs(10), "all three to answer node1", || {
+        answers(&agents).iter().all(|a| *a == node1)
+    });
+
+    // h2 alone loses node1's web server.
+    net.drop_tcp(2, net.host_ip(1), 8080);
+    wait_until(
+        Duration::from_secs(10),
+        "agent 2 to see node1 down itself",
+        || {
+            agents[1].log_text().lines().any(|l| {
+                l.contains("local check state changed")
+                    && l.contains("node=node1")
+                    && l.contains("to=\"KO\"")
+            })
+        },
+    );
+    // Its vote is outvoted: for the next rounds, every agent still answers node1.
+    for _ in 0..10 {
+        let all = answers(&agents);
+        assert!(
+            all.iter().all(|a| *a == node1),
+            "the answer moved on one agent's fault: {all:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // h3 loses it too: now the majority sees node1 down, and all three move.
+    net.drop_tcp(3, net.host_ip(1), 8080);
+    wait_until(
+        Duration::from_secs(10),
+        "all three to move app to node2",
+        || answers(&agents).iter().all(|a| *a == node2),
+    );
+    net.restore(2);
+    net.restore(3);
+    wait_until(
+        Duration::from_secs(10),
+        "all three to come back to node1",
+        || answers(&agents).iter().all(|a| *a == node1),
+    );
+    let log = agents[0].log_text();
+    assert!(log.contains("votes="), "{log}");
+    drop(agents);
+    for mut s in servers {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+    net.close();
+}
