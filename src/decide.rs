@@ -13,8 +13,13 @@
 //! | 0        | any      | last          | the previous answer; every node if there was none |
 //!
 //! Failback is automatic: a higher-priority node that becomes eligible again ranks first again.
+//!
+//! Manual overrides come first: a hostname forced to a node answers with that node whatever
+//! the health; a node in maintenance is never eligible and is left out of every answer,
+//! fail-open ones included (if every node of a hostname is in maintenance, it has no address).
 
 use crate::config::{Config, Mode, WhenAllDown};
+use crate::overrides::Active;
 
 /// The answer for one hostname.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +39,10 @@ pub enum Reason {
     AllDownEmpty,
     /// No node is eligible; `when_all_down: last` keeps the previous answer.
     AllDownKeptLast,
+    /// An operator forced the hostname to a node.
+    Forced,
+    /// Every node of the hostname is in maintenance.
+    AllInMaintenance,
 }
 
 impl Reason {
@@ -49,6 +58,8 @@ impl Reason {
             Reason::AllDownKeptLast => {
                 "all nodes down: keeping the last answer (when_all_down: last)"
             }
+            Reason::Forced => "forced to a node by an operator",
+            Reason::AllInMaintenance => "every node is in maintenance: no address",
         }
     }
 }
@@ -57,13 +68,36 @@ impl Reason {
 ///
 /// `up[pair]` tells whether a (node, check) pair is confirmed up (see `Config::pair_index`);
 /// `previous` is the last published decision per hostname (empty at start), used by `last`.
-pub fn decide(config: &Config, up: &[bool], previous: &[Decision]) -> Vec<Decision> {
+pub fn decide(
+    config: &Config,
+    up: &[bool],
+    previous: &[Decision],
+    overrides: &Active,
+) -> Vec<Decision> {
     config
         .hostnames
         .iter()
         .enumerate()
         .map(|(h, hostname)| {
-            let mut ranked = hostname.nodes.clone();
+            if let Some(node) = overrides.forced.get(h).copied().flatten() {
+                return Decision {
+                    nodes: vec![node],
+                    reason: Reason::Forced,
+                };
+            }
+            let drained = |n: &usize| overrides.maintenance.get(*n).copied().unwrap_or(false);
+            let mut ranked: Vec<usize> = hostname
+                .nodes
+                .iter()
+                .copied()
+                .filter(|n| !drained(n))
+                .collect();
+            if ranked.is_empty() {
+                return Decision {
+                    nodes: Vec::new(),
+                    reason: Reason::AllInMaintenance,
+                };
+            }
             ranked.sort_by(|&a, &b| {
                 let (na, nb) = (&config.nodes[a], &config.nodes[b]);
                 nb.priority
@@ -95,8 +129,8 @@ pub fn decide(config: &Config, up: &[bool], previous: &[Decision]) -> Vec<Decisi
                     reason: Reason::AllDownEmpty,
                 },
                 WhenAllDown::Last => match previous.get(h) {
-                    Some(prev) if !prev.nodes.is_empty() => Decision {
-                        nodes: prev.nodes.clone(),
+                    Some(prev) if prev.nodes.iter().any(|n| !drained(n)) => Decision {
+                        nodes: prev.nodes.iter().copied().filter(|n| !drained(n)).collect(),
                         reason: Reason::AllDownKeptLast,
                     },
                     _ => Decision {
@@ -137,6 +171,47 @@ hostnames:
 "#,
         )
         .expect("test config is valid")
+    }
+
+    fn decide_plain(cfg: &Config, up: &[bool], previous: &[Decision]) -> Vec<Decision> {
+        decide(cfg, up, previous, &Active::none(cfg))
+    }
+
+    #[test]
+    fn overrides_come_first() {
+        let cfg = config();
+        let all = [A, B, C];
+        let mut active = Active::none(&cfg);
+        active.maintenance[A] = true;
+        let got = decide(&cfg, &up(&cfg, &all, &all), &[], &active);
+        assert_eq!(
+            nodes(&got),
+            [vec![B], vec![B, C], vec![B], vec![B]],
+            "a drained node serves nothing"
+        );
+        // All down: fail open leaves the drained node out too.
+        let got = decide(&cfg, &up(&cfg, &[], &[]), &[], &active);
+        assert_eq!(got[0].nodes, [B, C]);
+        active.maintenance = vec![true; 3];
+        let got = decide(&cfg, &up(&cfg, &all, &all), &[], &active);
+        assert_eq!(
+            got[0],
+            Decision {
+                nodes: vec![],
+                reason: Reason::AllInMaintenance
+            }
+        );
+        let mut forced = Active::none(&cfg);
+        forced.forced[0] = Some(C);
+        let got = decide(&cfg, &up(&cfg, &[], &[]), &[], &forced);
+        assert_eq!(
+            got[0],
+            Decision {
+                nodes: vec![C],
+                reason: Reason::Forced
+            },
+            "forced whatever the health"
+        );
     }
 
     const C: usize = 0;
@@ -180,7 +255,7 @@ hostnames:
             (&[], &all, [&[A, B, C], &[A, B, C], &[], &[A, B, C]]),
         ];
         for (web, sip, want) in table {
-            let got = decide(&cfg, &up(&cfg, web, sip), &[]);
+            let got = decide_plain(&cfg, &up(&cfg, web, sip), &[]);
             let want: Vec<Vec<usize>> = want.iter().map(|w| w.to_vec()).collect();
             assert_eq!(nodes(&got), want, "web up on {web:?}, sip up on {sip:?}");
         }
@@ -189,7 +264,7 @@ hostnames:
     #[test]
     fn reasons_say_why() {
         let cfg = config();
-        let got = decide(&cfg, &up(&cfg, &[], &[]), &[]);
+        let got = decide_plain(&cfg, &up(&cfg, &[], &[]), &[]);
         let reasons: Vec<Reason> = got.iter().map(|d| d.reason).collect();
         assert_eq!(
             reasons,
@@ -205,9 +280,9 @@ hostnames:
     #[test]
     fn last_keeps_the_previous_answer_and_failback_is_automatic() {
         let cfg = config();
-        let healthy = decide(&cfg, &up(&cfg, &[B], &[]), &[]);
+        let healthy = decide_plain(&cfg, &up(&cfg, &[B], &[]), &[]);
         assert_eq!(healthy[3].nodes, [B]);
-        let down = decide(&cfg, &up(&cfg, &[], &[]), &healthy);
+        let down = decide_plain(&cfg, &up(&cfg, &[], &[]), &healthy);
         assert_eq!(
             down[3],
             Decision {
@@ -216,10 +291,10 @@ hostnames:
             }
         );
         // still down: keeps it again
-        let still = decide(&cfg, &up(&cfg, &[], &[]), &down);
+        let still = decide_plain(&cfg, &up(&cfg, &[], &[]), &down);
         assert_eq!(still[3].nodes, [B]);
         // a recovers: takes every name back
-        let back = decide(&cfg, &up(&cfg, &[A, B], &[A]), &still);
+        let back = decide_plain(&cfg, &up(&cfg, &[A, B], &[A]), &still);
         assert_eq!(nodes(&back), [vec![A], vec![A], vec![A], vec![A]]);
     }
 
@@ -227,6 +302,6 @@ hostnames:
     fn same_inputs_same_answer() {
         let cfg = config();
         let u = up(&cfg, &[B, C], &[C]);
-        assert_eq!(decide(&cfg, &u, &[]), decide(&cfg, &u, &[]));
+        assert_eq!(decide_plain(&cfg, &u, &[]), decide_plain(&cfg, &u, &[]));
     }
 }

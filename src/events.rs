@@ -39,6 +39,8 @@ pub enum EventKind {
     },
     /// The agent could not apply or record a change (state directory, DNS listener).
     PublishFailed { error: String },
+    /// An operator set or cleared a manual override (here or on another agent).
+    OverrideChanged { summary: String },
 }
 
 impl Event {
@@ -82,6 +84,7 @@ impl Event {
                 }
             }
             EventKind::PublishFailed { error } => format!("could not apply a DNS change: {error}"),
+            EventKind::OverrideChanged { summary } => format!("override: {summary}"),
         }
     }
 }

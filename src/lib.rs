@@ -15,6 +15,7 @@ pub mod dns;
 pub mod events;
 pub mod health;
 pub mod notify;
+pub mod overrides;
 pub mod state_dir;
 pub mod status;
 pub mod verify;

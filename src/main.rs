@@ -44,6 +44,40 @@ enum Command {
     },
     /// A self-contained cluster on loopback: simulated nodes, the agent, and a prompt to break things.
     Demo,
+    /// Put a node in or out of maintenance on every agent (drained from every hostname).
+    Maintenance {
+        /// The node id.
+        node: String,
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+        /// Why (shown on the dashboard, in logs and mails).
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// How long it lasts (e.g. 2h); until cleared when left out.
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: Option<String>,
+        /// The local agent's configuration: its `dashboard.listen` says where to ask.
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Ask this dashboard instead (e.g. http://127.0.0.1:8081).
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Force a hostname to a node on every agent, whatever the health (`off` to stop).
+    Force {
+        /// The hostname (relative to the zone, or fully qualified).
+        hostname: String,
+        /// The node id, or `off`.
+        node: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: Option<String>,
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Print the NS and glue records the parent zone needs, and how to verify the delegation.
     Delegation {
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
@@ -169,6 +203,45 @@ fn main() -> ExitCode {
             }
         }
         Command::NotifyTest { config } => notify_test(&config),
+        Command::Maintenance {
+            node,
+            state,
+            reason,
+            duration,
+            config,
+            url,
+        } => {
+            let request = failoverd::overrides::Request {
+                kind: failoverd::overrides::Kind::Maintenance,
+                target: node,
+                node: None,
+                on: state == "on",
+                reason,
+                for_seconds: None,
+                by: String::new(),
+            };
+            send_override(request, duration, &config, url)
+        }
+        Command::Force {
+            hostname,
+            node,
+            reason,
+            duration,
+            config,
+            url,
+        } => {
+            let off = node == "off";
+            let request = failoverd::overrides::Request {
+                kind: failoverd::overrides::Kind::Force,
+                target: hostname,
+                node: (!off).then_some(node),
+                on: !off,
+                reason,
+                for_seconds: None,
+                by: String::new(),
+            };
+            send_override(request, duration, &config, url)
+        }
         Command::Delegation { config } => match config::load(&config) {
             Ok(cfg) => {
                 print!("{}", failoverd::delegation::render(&cfg));
@@ -263,6 +336,66 @@ fn notify_test(path: &std::path::Path) -> ExitCode {
         ExitCode::from(EXIT_RUNTIME)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// `maintenance` and `force`: fills in who asks and for how long, and sends it to the local agent.
+fn send_override(
+    mut request: failoverd::overrides::Request,
+    duration: Option<String>,
+    config: &std::path::Path,
+    url: Option<String>,
+) -> ExitCode {
+    if let Some(text) = duration {
+        match failoverd::config::HumanDuration::parse(&text) {
+            Ok(d) => request.for_seconds = Some(d.0.as_secs().max(1)),
+            Err(e) => {
+                eprintln!("error: --for: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        }
+    }
+    let user = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into());
+    request.by = format!(
+        "failoverd {} (user {user})",
+        if request.kind == failoverd::overrides::Kind::Force {
+            "force"
+        } else {
+            "maintenance"
+        }
+    );
+    let base = match url {
+        Some(url) => url,
+        None => match config::load(config) {
+            Ok(cfg) => failoverd::dashboard::client::base_url(cfg.dashboard.listen),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+    };
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("cannot start the tokio runtime")
+        .block_on(failoverd::dashboard::client::apply_override(
+            &base, &request,
+        ));
+    match result {
+        Ok(o) => {
+            println!(
+                "{} (version {}; every agent applies it within a few peer periods)",
+                o.summary(),
+                o.version
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
     }
 }
 

@@ -39,6 +39,8 @@ pub struct Status {
     /// This agent is the one that sends the cluster's notifications (the reachable agent with
     /// the lowest node id); always true without a cluster.
     pub notifying: bool,
+    /// Manual overrides known to this agent, cleared and expired ones included.
+    pub overrides: Vec<crate::overrides::Override>,
 }
 
 /// The decided state of one pair, and who voted for it.
@@ -101,6 +103,7 @@ impl Status {
             peers: Vec::new(),
             alone: false,
             notifying: true,
+            overrides: Vec::new(),
         }
     }
 }

@@ -389,3 +389,162 @@ fn an_agent_that_alone_cannot_reach_a_node_does_not_move_the_answer() {
     }
     net.close();
 }
+
+fn http_post(
+    addr: SocketAddr,
+    path: &str,
+    content_type: &str,
+    extra_header: &str,
+    body: &str,
+) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: {content_type}\r\n{extra_header}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let code = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, out)
+}
+
+#[test]
+fn maintenance_reaches_every_agent_survives_restarts_and_expires() {
+    let backends = Backend::group(&["127.0.66.1", "127.0.66.2", "127.0.66.3"]);
+    let mut cluster = start(&backends, [SECRET; 3], "majority");
+    cluster.converge("app", &["127.0.66.1"], &["127.0.66.1"]);
+
+    // Set on node3's agent, through its local API, for 8 seconds.
+    let out = Command::new(binary())
+        .args([
+            "maintenance",
+            "node1",
+            "on",
+            "--reason",
+            "kernel update",
+            "--for",
+            "8s",
+            "--url",
+        ])
+        .arg(format!("http://{}", cluster.dashboards[2]))
+        .output()
+        .unwrap();
+    let set_at = std::time::Instant::now();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("node1 in maintenance (for 8s): kernel update")
+    );
+    // It reaches the two others within a few peer periods (200 ms), and node1 is drained.
+    cluster.converge("app", &["127.0.66.1"], &["127.0.66.2"]);
+    cluster.converge(
+        "pool",
+        &["127.0.66.1", "127.0.66.2", "127.0.66.3"],
+        &["127.0.66.2", "127.0.66.3"],
+    );
+    let s = cluster.status(0);
+    let o = &s["overrides"][0];
+    assert_eq!(
+        (
+            o["kind"].as_str(),
+            o["target"].as_str(),
+            o["in_force"].as_bool()
+        ),
+        (Some("maintenance"), Some("node1"), Some(true))
+    );
+    assert!(
+        o["by"].as_str().unwrap().contains("failoverd maintenance")
+            && o["by"].as_str().unwrap().ends_with("on node3"),
+        "{o}"
+    );
+    assert_eq!(o["origin"], "node3");
+    // The real health is still measured and shown: node1's checks are OK.
+    assert!(
+        s["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["node"] == "node1")
+            .all(|c| c["state"] == "OK")
+    );
+
+    // All three restart: the maintenance is still there when they answer again.
+    let yamls: Vec<String> = cluster
+        .agents
+        .iter()
+        .map(|a| std::fs::read_to_string(&a.config_path).unwrap())
+        .collect();
+    let stopped: Vec<_> = cluster
+        .agents
+        .drain(..)
+        .map(|a| (a.dns, a.stop_keep_state()))
+        .collect();
+    for (i, (dns, (dir, state))) in stopped.into_iter().enumerate() {
+        let mut launcher = Command::new(binary());
+        launcher.env("FAILOVERD_CLUSTER_SECRET", SECRET);
+        let mut agent = AgentProcess::start_with(launcher, dir, state, &yamls[i], dns);
+        agent.wait_ready(&format!("app.{ZONE}"));
+        assert_eq!(
+            dig(dns, &format!("app.{ZONE}"), "A", &[]).answers,
+            ["127.0.66.2"],
+            "agent {} restarted drained",
+            i + 1
+        );
+        cluster.agents.push(agent);
+    }
+
+    // It expires on time on all three: node1 takes the name back, not before 8 s.
+    cluster.converge("app", &["127.0.66.2"], &["127.0.66.1"]);
+    let took = set_at.elapsed();
+    assert!(took >= Duration::from_secs(7), "expired early: {took:?}");
+    assert!(took < Duration::from_secs(12), "expired late: {took:?}");
+
+    // The dashboard's buttons: a form POST needs the page's CSRF token.
+    let dash = cluster.dashboards[1];
+    let form = "kind=force&target=app&node=node3&on=on&reason=test&for=";
+    let (code, _) = http_post(
+        dash,
+        "/overrides",
+        "application/x-www-form-urlencoded",
+        "",
+        form,
+    );
+    assert_eq!(code, 403, "no token, no change");
+    let token: serde_json::Value = serde_json::from_str(&http_get(dash, "/api/v1/csrf")).unwrap();
+    let token = token["token"].as_str().unwrap();
+    let (code, reply) = http_post(
+        dash,
+        "/overrides",
+        "application/x-www-form-urlencoded",
+        "",
+        &format!("{form}&csrf={token}"),
+    );
+    assert_eq!(code, 303, "{reply}");
+    cluster.converge("app", &["127.0.66.1"], &["127.0.66.3"]);
+    let (code, _) = http_post(
+        dash,
+        "/overrides",
+        "application/x-www-form-urlencoded",
+        "",
+        &format!("kind=force&target=app.ha.example.com&on=off&csrf={token}"),
+    );
+    assert_eq!(code, 303);
+    cluster.converge("app", &["127.0.66.3"], &["127.0.66.1"]);
+    let page = http_get(cluster.dashboards[0], "/");
+    assert!(
+        page.contains("id=\"maintenance-form\"") && page.contains("name=\"csrf\""),
+        "the page has the buttons"
+    );
+}

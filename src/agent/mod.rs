@@ -30,8 +30,10 @@ use crate::dashboard::{Dashboard, NotifyCounters};
 use crate::dns::{DnsSockets, QueryCounters, Zone};
 use crate::events::{Event, EventKind};
 use crate::notify::Notifier;
+use crate::overrides::Overrides;
 use crate::state_dir::{StateDir, next_serial};
 use crate::status::Status;
+pub use writer::Command;
 use writer::{HealthTask, Reconfigure};
 
 /// How long shutdown waits for in-flight work before giving up on it.
@@ -60,6 +62,8 @@ pub struct Published {
     pub dns_queries: Arc<QueryCounters>,
     /// Notifications sent and failed, counted by the notifier, read by `/metrics`.
     pub notifications: Arc<NotifyCounters>,
+    /// Operators' requests (manual overrides) to the health task, the one writer.
+    pub commands: mpsc::Sender<Command>,
 }
 
 /// Why the agent could not start or stopped.
@@ -118,6 +122,10 @@ pub struct Agent {
     clients: HttpClients,
     published: Published,
     dashboard: Dashboard,
+    /// Manual overrides as stored in the state directory at start.
+    overrides: Overrides,
+    /// Where operators' requests arrive (the sender is in `published`).
+    commands: mpsc::Receiver<Command>,
     /// The peer API and the shared secret, when a cluster is configured.
     cluster: Option<(PeerServer, Secret)>,
     /// The notification channels and their subscription, taken before any event is emitted.
@@ -150,6 +158,7 @@ impl Agent {
         state
             .store_serial(serial)
             .map_err(|e| state_error(format!("cannot write the serial: {e}")))?;
+        let overrides = Overrides::load(state.path()).map_err(state_error)?;
 
         let clients = HttpClients::new().map_err(|message| AgentError::Probe {
             node: "-".into(),
@@ -171,7 +180,9 @@ impl Agent {
             _ => None,
         };
         let config = Arc::new(config);
+        let (command_tx, commands) = mpsc::channel(16);
         let published = Published {
+            commands: command_tx,
             zone: Arc::new(ArcSwap::from_pointee(Zone::not_ready(&config))),
             status: Arc::new(ArcSwap::from_pointee(Status::new(config.clone(), serial))),
             events: broadcast::channel(EVENT_BACKLOG).0,
@@ -193,6 +204,8 @@ impl Agent {
             probes,
             clients,
             cluster,
+            overrides,
+            commands,
             notifier: notifier.map(|n| (n, published.events.subscribe())),
             published,
             dashboard,
@@ -237,6 +250,8 @@ impl Agent {
             published,
             dashboard,
             cluster,
+            overrides,
+            commands,
             notifier,
         } = self;
         let addrs = sockets.local_addrs();
@@ -295,9 +310,14 @@ impl Agent {
         }
 
         let (reconfigure, reconfigurations) = mpsc::channel(4);
-        let health = HealthTask::new(config.clone(), published, state, serial);
-        let mut health_task =
-            tokio::spawn(health.run(rx, reconfigurations, peer_reports, shutdown.clone()));
+        let health = HealthTask::new(config.clone(), published, state, serial, overrides);
+        let mut health_task = tokio::spawn(health.run(
+            rx,
+            reconfigurations,
+            peer_reports,
+            commands,
+            shutdown.clone(),
+        ));
         let mut current = config;
         // A JoinHandle must not be awaited again once it has completed.
         let mut health_done = false;

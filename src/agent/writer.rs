@@ -20,8 +20,17 @@ use crate::decide::{Decision, decide};
 use crate::dns::{Zone, zone};
 use crate::events::{Event, EventKind};
 use crate::health::State;
+use crate::overrides::{self, Active, Overrides};
 use crate::state_dir::{StateDir, next_serial};
 use crate::status::{PeerStatus, RECENT_EVENTS, Status, Vote};
+
+/// What an operator asks of the agent (through the local API), with where to send the outcome.
+pub enum Command {
+    Override {
+        request: overrides::Request,
+        reply: tokio::sync::oneshot::Sender<Result<overrides::Override, String>>,
+    },
+}
 
 /// A new configuration, with the results channel of the probes started for it.
 pub(super) struct Reconfigure {
@@ -51,6 +60,12 @@ pub(super) struct HealthTask {
     dirty: Vec<usize>,
     /// …or all of them (a peer's votes arrived or aged).
     dirty_all: bool,
+    /// Manual overrides, stored in the state directory and exchanged with the other agents.
+    overrides: Overrides,
+    /// The overrides in force at the last decision (they also end by expiry).
+    active: Active,
+    /// Overrides changed since the last decision.
+    overrides_changed: bool,
 }
 
 /// The last answer of one other agent.
@@ -73,7 +88,13 @@ struct PeerVote {
 }
 
 impl HealthTask {
-    pub(super) fn new(config: Arc<Config>, parts: Published, state: StateDir, serial: u32) -> Self {
+    pub(super) fn new(
+        config: Arc<Config>,
+        parts: Published,
+        state: StateDir,
+        serial: u32,
+        overrides: Overrides,
+    ) -> Self {
         let Published {
             zone,
             status,
@@ -93,6 +114,9 @@ impl HealthTask {
             peers: HashMap::new(),
             dirty: Vec::new(),
             dirty_all: false,
+            active: Active::none(&config),
+            overrides,
+            overrides_changed: true,
             config,
         }
     }
@@ -102,8 +126,10 @@ impl HealthTask {
         mut results: mpsc::Receiver<Observation>,
         mut reloads: mpsc::Receiver<Reconfigure>,
         mut peer_reports: mpsc::Receiver<PeerReport>,
+        mut commands: mpsc::Receiver<Command>,
         shutdown: CancellationToken,
     ) {
+        self.status.overrides = self.overrides.list();
         // The probes of a replaced configuration are stopped after their successor channel is
         // handed over; their closing channel must not end this loop.
         let mut results_open = true;
@@ -133,10 +159,17 @@ impl HealthTask {
                         self.peer_report(more);
                     }
                 }
-                _ = aging.tick(), if self.config.cluster.is_some() => {
-                    self.dirty_all = true;
-                    self.refresh_peers();
+                _ = aging.tick() => {
+                    if self.config.cluster.is_some() {
+                        self.dirty_all = true;
+                        self.refresh_peers();
+                    }
+                    // An override may have just expired.
+                    if self.overrides.active(&self.config, overrides::unix_now()) != self.active {
+                        self.overrides_changed = true;
+                    }
                 }
+                Some(command) = commands.recv() => self.command(command),
                 Some(Reconfigure { config, results: fresh }) = reloads.recv() => {
                     // Results still queued from the old probes are dropped with their channel.
                     results = fresh;
@@ -151,6 +184,7 @@ impl HealthTask {
                 () = shutdown.cancelled() => return,
             }
             changed |= self.recompute();
+            changed |= std::mem::take(&mut self.overrides_changed) && self.status.ready;
             if changed && self.unknown == 0 {
                 self.decide_and_publish();
             }
@@ -167,9 +201,19 @@ impl HealthTask {
             result,
             received_at,
         } = report;
-        let view = self.peers.entry(peer.clone()).or_default();
         match result {
             Ok(observations) => {
+                let before = self.overrides.list();
+                if self.overrides.merge(&observations.overrides) {
+                    for o in self.overrides.list().iter().filter(|o| !before.contains(o)) {
+                        info!(peer = %peer, change = %o.summary(), "override received from another agent");
+                        self.emit(EventKind::OverrideChanged {
+                            summary: o.summary(),
+                        });
+                    }
+                    self.overrides_stored();
+                }
+                let view = self.peers.entry(peer.clone()).or_default();
                 if view.error.is_some() || view.last_ok.is_none() {
                     info!(peer = %peer, "peer agent answers; counting its votes");
                 }
@@ -194,6 +238,7 @@ impl HealthTask {
                     .collect();
             }
             Err(error) => {
+                let view = self.peers.entry(peer.clone()).or_default();
                 if view.error.as_deref() != Some(error.as_str()) {
                     warn!(peer = %peer, %error, "peer agent does not answer; its votes age out");
                 }
@@ -203,6 +248,44 @@ impl HealthTask {
         self.dirty_all = true;
         self.status_dirty = true;
         self.refresh_peers();
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Override { request, reply } => {
+                let config = self.config.clone();
+                let origin = config
+                    .self_node
+                    .map(|n| config.nodes[n].id.clone())
+                    .unwrap_or_else(|| "local".into());
+                let result = self
+                    .overrides
+                    .apply(request, &config, &origin, overrides::unix_now());
+                if let Ok(entry) = &result {
+                    info!(change = %entry.summary(), version = entry.version, "override set");
+                    self.emit(EventKind::OverrideChanged {
+                        summary: entry.summary(),
+                    });
+                    self.overrides_stored();
+                }
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    /// Persists the overrides after a change and shows them; a failure is reported, not fatal.
+    fn overrides_stored(&mut self) {
+        self.overrides_changed = true;
+        self.status.overrides = self.overrides.list();
+        self.status_dirty = true;
+        if let Err(e) = self.overrides.store(self.state.path()) {
+            error!(error = %e, state_dir = %self.state.path().display(), "cannot store the overrides; they hold until the agent stops");
+            let error = format!(
+                "cannot store the overrides in {}: {e}",
+                self.state.path().display()
+            );
+            self.emit(EventKind::PublishFailed { error });
+        }
     }
 
     /// Updates the peer list, whether this agent is alone, and whether it is the one that
@@ -565,7 +648,8 @@ impl HealthTask {
             .iter()
             .map(|e| e.state == State::Up)
             .collect();
-        let decisions = decide(&self.config, &up, &self.status.decisions);
+        self.active = self.overrides.active(&self.config, overrides::unix_now());
+        let decisions = decide(&self.config, &up, &self.status.decisions, &self.active);
         let first = !self.status.ready;
         let causes = std::mem::take(&mut self.causes);
         let mut candidate = zone::build(&self.config, &decisions, self.status.serial);

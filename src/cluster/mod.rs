@@ -28,6 +28,9 @@ pub struct Observations {
     /// Its zone: agents of different zones must not vote together.
     pub zone: String,
     pub observations: Vec<Observation>,
+    /// Every manual override the agent knows (cleared ones too), to be merged by version.
+    #[serde(default)]
+    pub overrides: Vec<crate::overrides::Override>,
 }
 
 /// One agent's confirmed (rise/fall) state of one pair.

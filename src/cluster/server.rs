@@ -188,6 +188,7 @@ async fn observations(
         agent: me.unwrap_or_default().to_string(),
         zone: config.zone.to_ascii().trim_end_matches('.').to_string(),
         observations,
+        overrides: status.overrides.clone(),
     };
     let body = match serde_json::to_vec(&body) {
         Ok(b) => b,

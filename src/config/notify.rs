@@ -122,18 +122,25 @@ pub struct EventFilter {
     pub check_up: bool,
     pub answer_changed: bool,
     pub publish_failed: bool,
+    pub override_changed: bool,
 }
 
 impl EventFilter {
     /// The names used in `events:`, which are also the webhook's `kind` values.
-    pub const NAMES: [&'static str; 4] =
-        ["check_down", "check_up", "answer_changed", "publish_failed"];
+    pub const NAMES: [&'static str; 5] = [
+        "check_down",
+        "check_up",
+        "answer_changed",
+        "publish_failed",
+        "override_changed",
+    ];
 
     pub const ALL: EventFilter = EventFilter {
         check_down: true,
         check_up: true,
         answer_changed: true,
         publish_failed: true,
+        override_changed: true,
     };
 
     pub fn allows(&self, kind: &crate::events::EventKind) -> bool {
@@ -143,6 +150,7 @@ impl EventFilter {
             CheckUp { .. } => self.check_up,
             AnswerChanged { .. } => self.answer_changed,
             PublishFailed { .. } => self.publish_failed,
+            OverrideChanged { .. } => self.override_changed,
         }
     }
 
@@ -153,6 +161,7 @@ impl EventFilter {
             self.check_up,
             self.answer_changed,
             self.publish_failed,
+            self.override_changed,
         ];
         Self::NAMES
             .iter()
@@ -570,6 +579,7 @@ impl Validator<'_> {
             check_up: false,
             answer_changed: false,
             publish_failed: false,
+            override_changed: false,
         };
         for (i, name) in list.value.iter().enumerate() {
             let flag = match name.value.trim() {
@@ -577,6 +587,7 @@ impl Validator<'_> {
                 "check_up" => &mut filter.check_up,
                 "answer_changed" => &mut filter.answer_changed,
                 "publish_failed" => &mut filter.publish_failed,
+                "override_changed" => &mut filter.override_changed,
                 other => {
                     return Err(self.error(
                         name,

@@ -222,6 +222,59 @@ fn table(rows: &[Vec<String>], notes: &[Vec<String>]) -> String {
     out
 }
 
+/// Sends a manual override to the agent whose dashboard is at `base` (the CSRF token is read
+/// from the agent first, as the dashboard's own forms carry it). Returns the override as the
+/// agent recorded it, or why not.
+pub async fn apply_override(
+    base: &str,
+    request: &crate::overrides::Request,
+) -> Result<crate::overrides::Override, String> {
+    let base = base.trim_end_matches('/');
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(TIMEOUT)
+        .user_agent(concat!(
+            "failoverd/",
+            env!("CARGO_PKG_VERSION"),
+            " (maintenance)"
+        ))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let target = base.trim_start_matches("http://").to_string();
+    let unreachable = |e: reqwest::Error| {
+        format!(
+            "no agent answering on {target}: {} — is failoverd running?",
+            crate::check::describe_error(&e)
+        )
+    };
+    let token = client
+        .get(format!("{base}/api/v1/csrf"))
+        .send()
+        .await
+        .map_err(unreachable)?
+        .text()
+        .await
+        .map_err(unreachable)?;
+    let token: serde_json::Value = serde_json::from_str(&token)
+        .map_err(|e| format!("unexpected answer from {target}: {e}"))?;
+    let token = token["token"].as_str().unwrap_or_default().to_string();
+    let response = client
+        .post(format!("{base}/api/v1/overrides"))
+        .header(super::actions::CSRF_HEADER, token)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(serde_json::to_vec(request).map_err(|e| e.to_string())?)
+        .send()
+        .await
+        .map_err(unreachable)?;
+    let status = response.status();
+    let body = response.text().await.map_err(unreachable)?;
+    if !status.is_success() {
+        return Err(body.trim().to_string());
+    }
+    serde_json::from_str(&body).map_err(|e| format!("unexpected answer from {target}: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,7 @@
 //! | any other path                            | 404                                      |
 //! | handler slower than `REQUEST_TIMEOUT`     | 408                                      |
 
+pub mod actions;
 pub mod client;
 mod conn;
 mod metrics;
@@ -59,21 +60,33 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const CSS: &str = include_str!("dashboard.css");
 
 /// Content-Security-Policy: no script at all, styles only from our own stylesheet, no framing,
-/// no forms, no base-URI tricks. `meta refresh` is not a script, so the page still refreshes.
+/// forms only to ourselves (the override buttons), no base-URI tricks. `meta refresh` is not a
+/// script, so the page still refreshes.
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; \
-                   form-action 'none'; frame-ancestors 'none'";
+                   form-action 'self'; frame-ancestors 'none'";
 
 /// What every handler reads. Cheap to clone.
 #[derive(Clone)]
 pub struct DashboardState {
     published: Published,
     metrics: Arc<Metrics>,
+    /// A random token per agent run that every state-changing POST must carry: a page on
+    /// another site cannot read it (loopback and Host checks, same-origin policy).
+    csrf: Arc<str>,
 }
 
 impl DashboardState {
     pub fn new(published: Published) -> Self {
         let metrics = Arc::new(Metrics::new(published.clone()));
-        Self { published, metrics }
+        let csrf: String = rand::random::<[u8; 16]>()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Self {
+            published,
+            metrics,
+            csrf: csrf.into(),
+        }
     }
 }
 
@@ -153,6 +166,12 @@ pub fn router(state: DashboardState) -> Router {
         .route("/api/v1/status", get(api_status))
         .route("/metrics", get(metrics_text))
         .route("/static/dashboard.css", get(stylesheet))
+        .route("/api/v1/csrf", get(actions::csrf_token))
+        .route(
+            "/api/v1/overrides",
+            axum::routing::post(actions::api_override),
+        )
+        .route("/overrides", axum::routing::post(actions::form_override))
         .fallback(not_found)
         .with_state(state)
         .layer(axum::middleware::from_fn(security::guard))
@@ -177,7 +196,7 @@ fn header_layer(
 
 async fn index(State(state): State<DashboardState>) -> Response {
     let view = view::StatusView::build(&state.published, SystemTime::now());
-    match page::render(&view) {
+    match page::render(&view, &state.csrf) {
         Ok(html) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response(),
         Err(e) => {
             error!(error = %e, "cannot render the dashboard page");

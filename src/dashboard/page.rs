@@ -27,6 +27,22 @@ struct Page {
     alone: bool,
     notifying: bool,
     peers: Vec<PeerRow>,
+    /// The token every form carries (see `actions`).
+    csrf: String,
+    overrides: Vec<OverrideRow>,
+    node_ids: Vec<String>,
+    hostnames: Vec<String>,
+}
+
+struct OverrideRow {
+    kind: String,
+    target: String,
+    /// `maintenance` or `forced to node2`.
+    what: String,
+    reason: String,
+    by: String,
+    since: String,
+    until: String,
 }
 
 struct PeerRow {
@@ -84,7 +100,7 @@ struct EventRow {
 }
 
 /// Renders the page; an error here is a bug in the template and becomes a 500.
-pub fn render(view: &StatusView) -> askama::Result<String> {
+pub fn render(view: &StatusView, csrf: &str) -> askama::Result<String> {
     let now = SystemTime::now();
     let local = |t: &Option<String>| {
         t.as_deref()
@@ -160,6 +176,34 @@ pub fn render(view: &StatusView) -> askama::Result<String> {
                 summary: e.summary.clone(),
             })
             .collect(),
+        csrf: csrf.to_string(),
+        overrides: view
+            .overrides
+            .iter()
+            .filter(|o| o.in_force)
+            .map(|o| OverrideRow {
+                kind: o.kind.clone(),
+                target: o.target.clone(),
+                what: match &o.node {
+                    Some(n) => format!("forced to {n}"),
+                    None => "maintenance (drained)".into(),
+                },
+                reason: o.reason.clone(),
+                by: o.by.clone(),
+                since: local_from_rfc3339(&o.set_at, now),
+                until: o
+                    .expires_at
+                    .as_deref()
+                    .map(|t| local_from_rfc3339(t, now))
+                    .unwrap_or_else(|| "until cleared".into()),
+            })
+            .collect(),
+        node_ids: {
+            let mut ids: Vec<String> = view.checks.iter().map(|c| c.node.clone()).collect();
+            ids.dedup();
+            ids
+        },
+        hostnames: view.hostnames.iter().map(|h| h.name.clone()).collect(),
         cluster: view.cluster.is_some(),
         quorum: view
             .cluster

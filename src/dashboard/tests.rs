@@ -78,7 +78,7 @@ fn published(ready: bool) -> Published {
             };
         }
         let up: Vec<bool> = status.pairs.iter().map(|p| p.is_up()).collect();
-        status.decisions = decide(&config, &up, &[]);
+        status.decisions = decide(&config, &up, &[], &crate::overrides::Active::none(&config));
         status.ready = true;
         status.events = VecDeque::from([
             Arc::new(Event {
@@ -114,6 +114,7 @@ fn published(ready: bool) -> Published {
         events: broadcast::channel(16).0,
         dns_queries: Arc::default(),
         notifications: Arc::default(),
+        commands: tokio::sync::mpsc::channel(1).0,
     }
 }
 

@@ -43,6 +43,28 @@ pub struct StatusView {
     pub events: Vec<EventView>,
     /// Agreement with the other agents; null when this agent has no `cluster:`.
     pub cluster: Option<ClusterView>,
+    /// Manual overrides this agent knows, newest first (cleared and expired ones too).
+    pub overrides: Vec<OverrideView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OverrideView {
+    /// `maintenance` (target is a node) or `force` (target is a hostname).
+    pub kind: String,
+    pub target: String,
+    /// For `force`: the node.
+    pub node: Option<String>,
+    /// Set, not cleared, not expired: it decides answers now.
+    pub in_force: bool,
+    /// False once cleared.
+    pub active: bool,
+    pub reason: String,
+    pub by: String,
+    /// RFC 3339, UTC.
+    pub set_at: String,
+    pub expires_at: Option<String>,
+    pub version: u64,
+    pub origin: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -283,6 +305,40 @@ impl StatusView {
             hostnames,
             checks,
             events: status.events.iter().rev().map(|e| event_view(e)).collect(),
+            overrides: {
+                let now_unix = now
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                let unix = |s: u64| rfc3339(std::time::UNIX_EPOCH + Duration::from_secs(s));
+                let mut list: Vec<OverrideView> = status
+                    .overrides
+                    .iter()
+                    .map(|o| OverrideView {
+                        kind: match o.kind {
+                            crate::overrides::Kind::Maintenance => "maintenance",
+                            crate::overrides::Kind::Force => "force",
+                        }
+                        .to_string(),
+                        target: o.target.clone(),
+                        node: o.node.clone(),
+                        in_force: o.in_force(now_unix),
+                        active: o.active,
+                        reason: o.reason.clone(),
+                        by: o.by.clone(),
+                        set_at: unix(o.set_at),
+                        expires_at: o.expires_at.map(unix),
+                        version: o.version,
+                        origin: o.origin.clone(),
+                    })
+                    .collect();
+                list.sort_by(|a, b| {
+                    b.version
+                        .cmp(&a.version)
+                        .then_with(|| b.origin.cmp(&a.origin))
+                });
+                list
+            },
             cluster: config.cluster.as_ref().map(|c| ClusterView {
                 quorum: match c.quorum {
                     crate::config::Quorum::Majority => "majority",
@@ -314,6 +370,8 @@ fn reason_code(reason: Reason) -> &'static str {
         Reason::AllDownFailOpen => "all_down_fail_open",
         Reason::AllDownEmpty => "all_down_empty",
         Reason::AllDownKeptLast => "all_down_kept_last",
+        Reason::Forced => "forced",
+        Reason::AllInMaintenance => "all_in_maintenance",
     }
 }
 

@@ -49,6 +49,7 @@ fn rank(kind: &EventKind) -> u8 {
         EventKind::PublishFailed { .. } => 1,
         EventKind::CheckDown { .. } => 2,
         EventKind::CheckUp { .. } => 3,
+        EventKind::OverrideChanged { .. } => 1,
     }
 }
 
@@ -95,6 +96,7 @@ pub fn short_line(event: &Event, zone: &str) -> String {
             }
         }
         EventKind::PublishFailed { error } => format!("DNS change not applied: {error}"),
+        EventKind::OverrideChanged { summary } => format!("override: {summary}"),
     };
     one_line(&line)
 }
@@ -277,6 +279,7 @@ fn long_line(event: &Event) -> String {
         EventKind::PublishFailed { error } => {
             format!("DNS change NOT applied: {}", one_line(error))
         }
+        EventKind::OverrideChanged { summary } => format!("OVERRIDE {}", one_line(summary)),
     }
 }
 
@@ -336,6 +339,7 @@ pub fn webhook_json(config: &Config, event: &Event) -> serde_json::Value {
             "cause": cause,
         }),
         EventKind::PublishFailed { error } => serde_json::json!({ "error": error }),
+        EventKind::OverrideChanged { summary } => serde_json::json!({ "override": summary }),
     };
     if let (Some(out), serde_json::Value::Object(more)) = (value.as_object_mut(), fields) {
         out.extend(more);
@@ -350,6 +354,7 @@ pub fn kind_name(kind: &EventKind) -> &'static str {
         EventKind::CheckUp { .. } => "check_up",
         EventKind::AnswerChanged { .. } => "answer_changed",
         EventKind::PublishFailed { .. } => "publish_failed",
+        EventKind::OverrideChanged { .. } => "override_changed",
     }
 }
 
