@@ -17,14 +17,7 @@ fn config(backends: &[Backend], dns: std::net::SocketAddr, extra_hostnames: &str
          defaults: {{ interval: 300ms, retry_interval: 100ms, timeout: 80ms, fall: 2, rise: 2 }}\nnodes:\n",
         dns.ip()
     );
-    for (i, b) in backends.iter().enumerate() {
-        yaml.push_str(&format!(
-            "  - {{ id: node{}, address: {}, priority: {} }}\n",
-            i + 1,
-            b.ip,
-            30 - 10 * i
-        ));
-    }
+    yaml.push_str(&common::nodes_yaml(backends));
     let b = &backends[0];
     yaml.push_str(&format!(
         "checks:\n  - {{ id: web, type: http, url: \"http://{{address}}:{}/login\", expect_body: \"Sign in\" }}\n\

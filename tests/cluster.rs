@@ -29,14 +29,7 @@ fn config(backends: &[Backend], me: usize, ports: (u16, u16, u16), quorum: &str)
          defaults: {{ interval: 300ms, retry_interval: 100ms, timeout: 80ms }}\nnodes:\n",
         me + 1
     );
-    for (i, b) in backends.iter().enumerate() {
-        yaml.push_str(&format!(
-            "  - {{ id: node{}, address: {}, priority: {} }}\n",
-            i + 1,
-            b.ip,
-            30 - 10 * i
-        ));
-    }
+    yaml.push_str(&common::nodes_yaml(backends));
     yaml.push_str(&format!(
         "checks:\n  - {{ id: web, type: http, url: \"http://{{address}}:{}/\" }}\n\
          hostnames:\n  - {{ name: app, checks: [web] }}\n  - {{ name: pool, checks: [web], mode: all }}\n",

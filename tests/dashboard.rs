@@ -25,14 +25,7 @@ fn config(backends: &[Backend], dns: SocketAddr, dashboard: SocketAddr) -> Strin
          dashboard:\n  listen: \"{dashboard}\"\n  refresh: 1s\n\
          defaults: {{ interval: 300ms, retry_interval: 200ms, timeout: 150ms, fall: 2, rise: 2 }}\nnodes:\n"
     );
-    for (i, b) in backends.iter().enumerate() {
-        yaml.push_str(&format!(
-            "  - {{ id: node{}, address: {}, priority: {} }}\n",
-            i + 1,
-            b.ip,
-            30 - 10 * i
-        ));
-    }
+    yaml.push_str(&common::nodes_yaml(backends));
     let b = &backends[0];
     yaml.push_str(&format!(
         "checks:\n  - {{ id: web, type: http, url: \"http://{{address}}:{}/login\", expect_body: \"Sign in\" }}\n\

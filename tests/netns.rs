@@ -248,4 +248,3 @@ fn a_missing_tool_is_a_clear_error() {
     let err = netns::check_tool("fod-no-such-tool", "--version", "nftables").unwrap_err();
     assert!(err.contains("install the Debian package nftables"), "{err}");
 }
-

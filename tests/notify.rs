@@ -133,14 +133,7 @@ fn config(backends: &[Backend], dns: SocketAddr, notify: &str) -> String {
          defaults: {{ interval: 300ms, retry_interval: 100ms, timeout: 80ms, fall: 2, rise: 2 }}\nnodes:\n",
         dns.ip()
     );
-    for (i, b) in backends.iter().enumerate() {
-        yaml.push_str(&format!(
-            "  - {{ id: node{}, address: {}, priority: {} }}\n",
-            i + 1,
-            b.ip,
-            30 - 10 * i
-        ));
-    }
+    yaml.push_str(&common::nodes_yaml(backends));
     yaml.push_str(&format!(
         "checks:\n  - {{ id: web, type: http, url: \"http://{{address}}:{}/login\", expect_body: \"Sign in\" }}\n\
          hostnames:\n  - {{ name: app, checks: [web] }}\n{notify}",

@@ -33,6 +33,19 @@ pub fn base_url(listen: SocketAddr) -> String {
     format!("http://{}", url_authority(listen))
 }
 
+/// An HTTP client for the local agent's API.
+fn local_client() -> Result<reqwest::Client, reqwest::Error> {
+    // reqwest is built without a default crypto provider (see check::http); plain HTTP needs
+    // none, but building a client does.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        // The agent is local: never go through $HTTP_PROXY.
+        .no_proxy()
+        .timeout(TIMEOUT)
+        .user_agent(concat!("failoverd/", env!("CARGO_PKG_VERSION"), " (cli)"))
+        .build()
+}
+
 /// Fetches the status from the dashboard at `base` (e.g. `http://127.0.0.1:81`).
 /// Returns the parsed view and the JSON as sent.
 pub async fn fetch(base: &str) -> Result<(StatusView, String), StatusError> {
@@ -43,23 +56,10 @@ pub async fn fetch(base: &str) -> Result<(StatusView, String), StatusError> {
         (Some(host), Some(port)) => format!("{host}:{port}"),
         _ => return Err(StatusError::BadUrl(base.to_string())),
     };
-    // reqwest is built without a default crypto provider (see check::http); plain HTTP needs
-    // none, but building a client does.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
-        // The agent is local: never go through $HTTP_PROXY.
-        .no_proxy()
-        .timeout(TIMEOUT)
-        .user_agent(concat!(
-            "failoverd/",
-            env!("CARGO_PKG_VERSION"),
-            " (status)"
-        ))
-        .build()
-        .map_err(|e| StatusError::NotRunning {
-            target: target.clone(),
-            reason: e.to_string(),
-        })?;
+    let client = local_client().map_err(|e| StatusError::NotRunning {
+        target: target.clone(),
+        reason: e.to_string(),
+    })?;
     let not_running = |e: reqwest::Error| StatusError::NotRunning {
         target: target.clone(),
         reason: if e.is_timeout() {
@@ -230,17 +230,7 @@ pub async fn apply_override(
     request: &crate::overrides::Request,
 ) -> Result<crate::overrides::Override, String> {
     let base = base.trim_end_matches('/');
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(TIMEOUT)
-        .user_agent(concat!(
-            "failoverd/",
-            env!("CARGO_PKG_VERSION"),
-            " (maintenance)"
-        ))
-        .build()
-        .map_err(|e| e.to_string())?;
+    let client = local_client().map_err(|e| e.to_string())?;
     let target = base.trim_start_matches("http://").to_string();
     let unreachable = |e: reqwest::Error| {
         format!(

@@ -436,6 +436,22 @@ pub fn soa_serial(server: SocketAddr, zone: &str) -> u32 {
     soa.split_whitespace().nth(2).unwrap().parse().unwrap()
 }
 
+/// The `nodes:` entries for `backends`: node1, node2… at their addresses, priorities 30, 20, 10…
+pub fn nodes_yaml(backends: &[Backend]) -> String {
+    backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            format!(
+                "  - {{ id: node{}, address: {}, priority: {} }}\n",
+                i + 1,
+                b.ip,
+                30 - 10 * i
+            )
+        })
+        .collect()
+}
+
 /// A loopback DNS address with a free port.
 pub fn dns_addr(ip: &str) -> SocketAddr {
     SocketAddr::new(ip.parse::<IpAddr>().unwrap(), free_port(&[ip]))
