@@ -41,6 +41,8 @@ pub enum EventKind {
     PublishFailed { error: String },
     /// An operator set or cleared a manual override (here or on another agent).
     OverrideChanged { summary: String },
+    /// A notification could not be delivered and was given up on. Shown, never mailed.
+    NotificationFailed { summary: String },
 }
 
 impl Event {
@@ -85,6 +87,7 @@ impl Event {
             }
             EventKind::PublishFailed { error } => format!("could not apply a DNS change: {error}"),
             EventKind::OverrideChanged { summary } => format!("override: {summary}"),
+            EventKind::NotificationFailed { summary } => format!("notification failed: {summary}"),
         }
     }
 }

@@ -463,6 +463,20 @@ fn maintenance_reaches_every_agent_survives_restarts_and_expires() {
         "{o}"
     );
     assert_eq!(o["origin"], "node3");
+    let shown = Command::new(binary())
+        .args(["status", "--url"])
+        .arg(format!("http://{}", cluster.dashboards[0]))
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("MANUAL OVERRIDES") && shown.contains("kernel update"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("AGENTS (quorum majority)") && shown.contains("reachable"),
+        "{shown}"
+    );
     // The real health is still measured and shown: node1's checks are OK.
     assert!(
         s["checks"]

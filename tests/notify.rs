@@ -613,3 +613,51 @@ fn notify_test_reports_success_and_a_clear_failure() {
         "one attempt, no retries"
     );
 }
+
+/// A message that cannot be delivered within `retry_for` is given up on, and the dashboard's
+/// recent events say so (it is not mailed: that could loop).
+#[test]
+fn a_notification_given_up_on_is_shown_among_the_recent_events() {
+    let backends = Backend::group(&["127.0.56.1", "127.0.56.2"]);
+    let dns = dns_addr("127.0.56.100");
+    let dashboard = format!("127.0.56.100:{}", common::free_port(&["127.0.56.100"]));
+    // Nothing listens on this SMTP port; retry for one second only.
+    let closed = common::free_port(&["127.0.56.250"]);
+    let notify = format!(
+        "notify:\n  email:\n    smtp: {{ host: 127.0.56.250, port: {closed}, tls: none }}\n    from: failoverd@example.com\n\
+         \x20   to: [ops@example.com]\n    digest_window: 0s\n    retry_for: 1s\n"
+    );
+    let yaml = config(&backends, dns, &notify).replace(
+        "listen: \"127.0.56.100:0\"",
+        &format!("listen: \"{dashboard}\""),
+    );
+    let mut agent = AgentProcess::start(&yaml, dns);
+    agent.wait_ready(&format!("app.{ZONE}"));
+    let mut backends = backends;
+    backends[0].stop();
+    wait_until(
+        Duration::from_secs(15),
+        "a notification_failed event on the dashboard",
+        || {
+            let Ok(mut s) = std::net::TcpStream::connect(&dashboard) else {
+                return false;
+            };
+            let _ = std::io::Write::write_all(
+                &mut s,
+                format!(
+                    "GET /api/v1/status HTTP/1.1\r\nHost: {dashboard}\r\nConnection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            let mut body = String::new();
+            let _ = std::io::Read::read_to_string(&mut s, &mut body);
+            body.contains("\"kind\": \"notification_failed\"")
+                && body.contains("connection refused")
+        },
+    );
+    assert!(
+        agent.log_text().contains("notification dropped"),
+        "{}",
+        agent.log_text()
+    );
+}

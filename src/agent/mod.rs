@@ -283,6 +283,7 @@ impl Agent {
                 events,
                 published.status.clone(),
                 published.notifications.clone(),
+                published.commands.clone(),
                 shutdown.clone(),
             )
         });

@@ -30,6 +30,8 @@ pub enum Command {
         request: overrides::Request,
         reply: tokio::sync::oneshot::Sender<Result<overrides::Override, String>>,
     },
+    /// The notifier gave up on a message: recorded among the recent events.
+    NotificationFailed { summary: String },
 }
 
 /// A new configuration, with the results channel of the probes started for it.
@@ -269,6 +271,10 @@ impl HealthTask {
                     self.overrides_stored();
                 }
                 let _ = reply.send(result);
+            }
+            Command::NotificationFailed { summary } => {
+                self.emit(EventKind::NotificationFailed { summary });
+                self.status_dirty = true;
             }
         }
     }

@@ -151,6 +151,8 @@ impl EventFilter {
             AnswerChanged { .. } => self.answer_changed,
             PublishFailed { .. } => self.publish_failed,
             OverrideChanged { .. } => self.override_changed,
+            // Mailing that a mail failed could loop; it is shown on the dashboard instead.
+            NotificationFailed { .. } => false,
         }
     }
 

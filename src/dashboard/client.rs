@@ -168,6 +168,56 @@ pub fn render(view: &StatusView, now: SystemTime) -> String {
     }
     out.push_str(&table(&rows, &[]));
 
+    let in_force: Vec<_> = view.overrides.iter().filter(|o| o.in_force).collect();
+    if !in_force.is_empty() {
+        out.push_str("\nMANUAL OVERRIDES\n");
+        let mut rows = vec![row(["TARGET", "OVERRIDE", "UNTIL", "REASON", "BY"])];
+        for o in in_force {
+            rows.push(vec![
+                o.target.clone(),
+                match &o.node {
+                    Some(n) => format!("forced to {n}"),
+                    None => "maintenance".into(),
+                },
+                o.expires_at
+                    .as_deref()
+                    .map(|t| local_from_rfc3339(t, now))
+                    .unwrap_or_else(|| "until cleared".into()),
+                o.reason.clone(),
+                o.by.clone(),
+            ]);
+        }
+        out.push_str(&table(&rows, &[]));
+    }
+
+    if let Some(cluster) = &view.cluster {
+        out.push_str(&format!("\nAGENTS (quorum {})\n", cluster.quorum));
+        if cluster.alone {
+            out.push_str(
+                "ALONE: no other agent answers; this agent decides on its own observations\n",
+            );
+        }
+        let mut rows = vec![row(["AGENT", "PEER API", "STATE", "LAST ANSWER", "ERROR"])];
+        for p in &cluster.peers {
+            rows.push(vec![
+                p.agent.clone(),
+                p.address.clone(),
+                if p.reachable {
+                    "reachable"
+                } else {
+                    "UNREACHABLE"
+                }
+                .into(),
+                p.last_seen
+                    .as_deref()
+                    .map(|t| local_from_rfc3339(t, now))
+                    .unwrap_or_else(|| "-".into()),
+                p.error.clone().unwrap_or_default(),
+            ]);
+        }
+        out.push_str(&table(&rows, &[]));
+    }
+
     out.push_str("\nRECENT EVENTS\n");
     if view.events.is_empty() {
         out.push_str("  (none)\n");

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::agent::Published;
 use crate::config::{Config, Mode, WhenAllDown};
 use crate::decide::{Decision, Reason};
-use crate::events::{Event, EventKind};
+use crate::events::Event;
 use crate::health::{PairHealth, State};
 use crate::status::{Effective, Status};
 
@@ -451,14 +451,7 @@ fn pair_line(node: &str, check: &str, effective: &Effective, own: &PairHealth) -
 }
 
 fn event_view(event: &Event) -> EventView {
-    #[allow(unreachable_patterns)] // other kinds may be added by other features
-    let kind = match &event.kind {
-        EventKind::CheckDown { .. } => "check_down",
-        EventKind::CheckUp { .. } => "check_up",
-        EventKind::AnswerChanged { .. } => "answer_changed",
-        EventKind::PublishFailed { .. } => "publish_failed",
-        _ => "other",
-    };
+    let kind = crate::notify::message::kind_name(&event.kind);
     EventView {
         at: rfc3339(event.at),
         kind: kind.to_string(),

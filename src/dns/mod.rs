@@ -4,6 +4,7 @@
 //! on a lock or on I/O. Answer rules live in [`respond`], the zone's contents in [`zone`].
 
 pub mod respond;
+mod udp;
 pub mod zone;
 
 use std::io;
@@ -222,9 +223,17 @@ impl DnsSockets {
         zone: Arc<ArcSwap<Zone>>,
         queries: Arc<QueryCounters>,
     ) -> Server<ZoneHandler> {
-        let mut server = Server::new(ZoneHandler::with_counters(zone, queries));
+        let mut server = Server::new(ZoneHandler::with_counters(zone.clone(), queries.clone()));
+        // UDP is answered by our own loop (prebuilt answers, see `udp`); it stops with the
+        // server's shutdown token. hickory serves TCP.
+        let shutdown = server.shutdown_token().clone();
         for socket in self.udp {
-            server.register_socket(socket);
+            tokio::spawn(udp::serve(
+                socket,
+                zone.clone(),
+                queries.clone(),
+                shutdown.clone(),
+            ));
         }
         for listener in self.tcp {
             server.register_listener(listener, TCP_IDLE_TIMEOUT, 65_535);

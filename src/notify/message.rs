@@ -50,6 +50,7 @@ fn rank(kind: &EventKind) -> u8 {
         EventKind::CheckDown { .. } => 2,
         EventKind::CheckUp { .. } => 3,
         EventKind::OverrideChanged { .. } => 1,
+        EventKind::NotificationFailed { .. } => 4,
     }
 }
 
@@ -97,6 +98,7 @@ pub fn short_line(event: &Event, zone: &str) -> String {
         }
         EventKind::PublishFailed { error } => format!("DNS change not applied: {error}"),
         EventKind::OverrideChanged { summary } => format!("override: {summary}"),
+        EventKind::NotificationFailed { summary } => format!("notification failed: {summary}"),
     };
     one_line(&line)
 }
@@ -280,6 +282,9 @@ fn long_line(event: &Event) -> String {
             format!("DNS change NOT applied: {}", one_line(error))
         }
         EventKind::OverrideChanged { summary } => format!("OVERRIDE {}", one_line(summary)),
+        EventKind::NotificationFailed { summary } => {
+            format!("NOTIFICATION FAILED {}", one_line(summary))
+        }
     }
 }
 
@@ -340,6 +345,7 @@ pub fn webhook_json(config: &Config, event: &Event) -> serde_json::Value {
         }),
         EventKind::PublishFailed { error } => serde_json::json!({ "error": error }),
         EventKind::OverrideChanged { summary } => serde_json::json!({ "override": summary }),
+        EventKind::NotificationFailed { summary } => serde_json::json!({ "failure": summary }),
     };
     if let (Some(out), serde_json::Value::Object(more)) = (value.as_object_mut(), fields) {
         out.extend(more);
@@ -355,6 +361,7 @@ pub fn kind_name(kind: &EventKind) -> &'static str {
         EventKind::AnswerChanged { .. } => "answer_changed",
         EventKind::PublishFailed { .. } => "publish_failed",
         EventKind::OverrideChanged { .. } => "override_changed",
+        EventKind::NotificationFailed { .. } => "notification_failed",
     }
 }
 

@@ -96,15 +96,19 @@ impl Notifier {
         events: broadcast::Receiver<Arc<Event>>,
         status: Arc<ArcSwap<Status>>,
         counters: Arc<NotifyCounters>,
+        commands: mpsc::Sender<crate::agent::Command>,
         shutdown: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
         let mut tasks = JoinSet::new();
-        let report = move |outcome: queue::Outcome| {
-            let counter = match outcome {
-                queue::Outcome::Sent { .. } => &counters.sent,
-                queue::Outcome::Dropped { .. } => &counters.failed,
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
+        let report = move |outcome: queue::Outcome| match outcome {
+            queue::Outcome::Sent { .. } => {
+                counters.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            queue::Outcome::Dropped { summary, .. } => {
+                counters.failed.fetch_add(1, Ordering::Relaxed);
+                // Shown among the recent events; never mailed (that could loop).
+                let _ = commands.try_send(crate::agent::Command::NotificationFailed { summary });
+            }
         };
         let mut outputs = Vec::new();
         if let (Some(sender), Some(cfg)) = (self.email, &config.notify.email) {

@@ -57,10 +57,16 @@ pub struct Policy {
 }
 
 /// What happened to one delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Sent { attempts: u32 },
-    Dropped { attempts: u32 },
+    Sent {
+        attempts: u32,
+    },
+    /// Given up on; `summary` says what was not delivered, where, and why.
+    Dropped {
+        attempts: u32,
+        summary: String,
+    },
 }
 
 /// Runs until `queue` is closed and drained: the dispatcher closes it at shutdown. `report`
@@ -156,7 +162,15 @@ pub async fn deliver_with_retry<C: Channel>(
                 retried_for = %format_duration(Duration::from_secs(started.elapsed().as_secs())),
                 "notification dropped: {why}"
             );
-            return Outcome::Dropped { attempts };
+            return Outcome::Dropped {
+                attempts,
+                summary: format!(
+                    "{} to {} not delivered ({why}): {}",
+                    channel.name(),
+                    channel.target(),
+                    error.message
+                ),
+            };
         }
         warn!(
             channel = channel.name(),
