@@ -4,6 +4,7 @@
 //! on a lock or on I/O. Answer rules live in [`respond`], the zone's contents in [`zone`].
 
 pub mod respond;
+mod mmsg;
 mod udp;
 pub mod zone;
 

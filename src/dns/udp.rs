@@ -30,9 +30,13 @@ use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::{NetError, xfer::Protocol};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponse;
+use std::os::fd::AsRawFd;
+
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
+use super::mmsg::{Inbox, Outbox};
 use super::{EDNS_PAYLOAD, QueryCounters, Zone, ZoneHandler, respond};
 
 /// Types with their own prebuilt answer; every other type gets the `OTHER` slot (NODATA).
@@ -59,7 +63,7 @@ struct Table {
     /// The snapshot this table was built from (kept alive so the pointer check cannot be fooled).
     zone: Arc<Zone>,
     /// Lowercase wire-format names → answers by slot.
-    names: HashMap<Box<[u8]>, [Prebuilt; SLOTS.len() + 1]>,
+    names: HashMap<Box<[u8]>, [Prebuilt; SLOTS.len() + 1], foldhash::fast::RandomState>,
     /// Lowercase wire-format origin: names ending in it are in the zone.
     origin: Box<[u8]>,
     nxdomain: Option<Prebuilt>,
@@ -102,7 +106,7 @@ fn encode(sections: [&[Record]; 3], aa: bool, rcode: ResponseCode) -> Option<Pre
 impl Table {
     fn build(zone: Arc<Zone>) -> Self {
         let origin = wire(&zone.origin);
-        let mut names = HashMap::new();
+        let mut names = HashMap::with_hasher(foldhash::fast::RandomState::default());
         let mut nxdomain = None;
         if zone.ready {
             let answer = |name: &LowerName, qtype| {
@@ -269,7 +273,8 @@ fn label_boundary(name: &[u8], at: usize) -> bool {
     i == at
 }
 
-/// Serves one UDP socket until `shutdown`.
+/// Serves one UDP socket until `shutdown`: a batch of queries in, their answers out, one system
+/// call each way (see `mmsg`).
 pub(super) async fn serve(
     socket: UdpSocket,
     zone: Arc<ArcSwap<Zone>>,
@@ -277,14 +282,15 @@ pub(super) async fn serve(
     shutdown: CancellationToken,
 ) {
     let handler = ZoneHandler::with_counters(zone.clone(), queries.clone());
-    let mut buf = vec![0u8; 4096];
-    let mut out = Vec::with_capacity(EDNS_PAYLOAD as usize);
+    let fd = socket.as_raw_fd();
+    let mut inbox = Inbox::default();
+    let mut outbox = Outbox::default();
     let mut name = Vec::with_capacity(256);
     let mut table = Table::build(zone.load_full());
-    let mut since_check = 0u32;
+    let mut batches = 0u32;
     loop {
-        let (len, src) = match socket.try_recv_from(&mut buf) {
-            Ok(got) => got,
+        let received = match socket.try_io(Interest::READABLE, || inbox.recv(fd)) {
+            Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 tokio::select! {
                     ready = socket.readable() => if let Err(error) = ready {
@@ -301,17 +307,12 @@ pub(super) async fn serve(
                 continue;
             }
         };
-        since_check += 1;
-        if since_check >= 1024 {
-            since_check = 0;
+        batches = batches.wrapping_add(1);
+        if batches.is_multiple_of(64) {
             if shutdown.is_cancelled() {
                 return;
             }
             tokio::task::yield_now().await;
-        }
-        let query = &buf[..len];
-        if len < 12 || query[2] & 0x80 != 0 || src.port() == 0 || src.ip().is_unspecified() {
-            continue; // not a query, or nowhere to answer
         }
         {
             let current = zone.load();
@@ -319,21 +320,43 @@ pub(super) async fn serve(
                 table = Table::build(Arc::clone(&current));
             }
         }
-        match table.answer(query, &mut name, &mut out) {
-            Some(rcode) => queries.record(rcode),
-            None => match slow(&handler, query, src).await {
-                Some(bytes) => out = bytes,
-                None => continue,
-            },
+        for i in 0..received {
+            let (query, from) = inbox.get(i);
+            if query.len() < 12 || query[2] & 0x80 != 0 {
+                continue; // not a query
+            }
+            let Some(src) = from.to_socket_addr() else { continue };
+            if src.port() == 0 || src.ip().is_unspecified() {
+                continue; // nowhere to answer
+            }
+            let out = outbox.next(from);
+            if let Some(rcode) = table.answer(query, &mut name, out) {
+                queries.record(rcode);
+                continue;
+            }
+            outbox.cancel();
+            if let Some(bytes) = slow(&handler, query, src).await {
+                *outbox.next(from) = bytes;
+            }
         }
-        match socket.try_send_to(&out, src) {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if let Err(error) = socket.send_to(&out, src).await {
-                    tracing::debug!(%error, "could not send a DNS response");
+        while !outbox.is_empty() {
+            match socket.try_io(Interest::WRITABLE, || outbox.send(fd)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    tokio::select! {
+                        ready = socket.writable() => if let Err(error) = ready {
+                            tracing::error!(%error, "DNS UDP socket failed");
+                            return;
+                        },
+                        () = shutdown.cancelled() => return,
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => {
+                    tracing::debug!(%error, "could not send DNS responses");
+                    break;
                 }
             }
-            Err(error) => tracing::debug!(%error, "could not send a DNS response"),
         }
     }
 }
