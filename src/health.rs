@@ -91,6 +91,9 @@ pub struct PairHealth {
     pub failures: u32,
     pub last_result: Option<ProbeResult>,
     pub last_checked: Option<SystemTime>,
+    /// Every pass and failure since the agent started (for `/metrics`).
+    pub passes_total: u64,
+    pub failures_total: u64,
 }
 
 impl Default for PairHealth {
@@ -108,6 +111,8 @@ impl PairHealth {
             failures: 0,
             last_result: None,
             last_checked: None,
+            passes_total: 0,
+            failures_total: 0,
         }
     }
 
@@ -121,9 +126,11 @@ impl PairHealth {
     ) -> Option<Transition> {
         if result.passed {
             self.passes = self.passes.saturating_add(1);
+            self.passes_total += 1;
             self.failures = 0;
         } else {
             self.failures = self.failures.saturating_add(1);
+            self.failures_total += 1;
             self.passes = 0;
         }
         let next = match (self.state, result.passed) {

@@ -389,6 +389,23 @@ fn the_json_api_matches_what_dig_gets_and_metrics_parse() {
         Some(1.0),
         "{text}"
     );
+    // Lifetime counts of probe results: node1's web server is down (connection refused).
+    assert!(
+        value(
+            "failoverd_check_probes_total",
+            &[("node", "node1"), ("check", "web"), ("result", "fail")]
+        )
+        .is_some_and(|v| v >= 2.0),
+        "{text}"
+    );
+    assert!(
+        value(
+            "failoverd_check_probes_total",
+            &[("node", "node2"), ("check", "web"), ("result", "pass")]
+        )
+        .is_some_and(|v| v >= 1.0),
+        "{text}"
+    );
     assert_eq!(
         value(
             "failoverd_hostname_answer",

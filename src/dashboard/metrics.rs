@@ -17,6 +17,7 @@
 //! | `failoverd_check_consecutive_passes`            | gauge   | node, check                    |
 //! | `failoverd_check_consecutive_failures`          | gauge   | node, check                    |
 //! | `failoverd_check_transitions_total`             | counter | node, check, to (OK, KO)       |
+//! | `failoverd_check_probes_total`                  | counter | node, check, result (pass, fail) |
 //! | `failoverd_hostname_answer`                     | gauge   | hostname, nodes, addresses, reason (always 1) |
 //! | `failoverd_hostname_answer_addresses`           | gauge   | hostname                       |
 //! | `failoverd_hostname_answer_changes_total`       | counter | hostname                       |
@@ -282,6 +283,22 @@ impl Collector for Source {
             "Failures in a row, counting the last probe (fall of them take an OK check down).",
             MetricType::Gauge,
             pairs().map(|(p, h)| (pair_labels(p), ConstGauge::new(i64::from(h.failures)))),
+        )?;
+        family(
+            &mut encoder,
+            "check_probes",
+            "Probes of the check on the node since the agent started, by result.",
+            MetricType::Counter,
+            pairs().flat_map(|(p, h)| {
+                let mut pass = pair_labels(p);
+                pass.push(("result", "pass".into()));
+                let mut fail = pair_labels(p);
+                fail.push(("result", "fail".into()));
+                [
+                    (pass, ConstCounter::new(h.passes_total)),
+                    (fail, ConstCounter::new(h.failures_total)),
+                ]
+            }),
         )?;
         family(
             &mut encoder,

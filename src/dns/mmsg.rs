@@ -21,11 +21,14 @@ pub struct RawAddr {
 impl RawAddr {
     fn empty() -> Self {
         // SAFETY: sockaddr_storage is plain old data; all zeroes is a valid (AF_UNSPEC) value.
-        Self { storage: unsafe { std::mem::zeroed() }, len: 0 }
+        Self {
+            storage: unsafe { std::mem::zeroed() },
+            len: 0,
+        }
     }
 
     /// The address as std sees it; `None` for families other than IPv4/IPv6.
-    pub fn to_socket_addr(&self) -> Option<SocketAddr> {
+    pub fn socket_addr(&self) -> Option<SocketAddr> {
         match self.storage.ss_family as libc::c_int {
             libc::AF_INET if self.len as usize >= std::mem::size_of::<libc::sockaddr_in>() => {
                 // SAFETY: the kernel wrote a sockaddr_in (family checked, length checked), and
@@ -74,7 +77,10 @@ impl Inbox {
         let mut iov: Vec<libc::iovec> = self
             .bufs
             .iter_mut()
-            .map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() })
+            .map(|b| libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: b.len(),
+            })
             .collect();
         let mut msgs: Vec<libc::mmsghdr> = iov
             .iter_mut()
@@ -86,13 +92,22 @@ impl Inbox {
                 hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
                 hdr.msg_iov = iov;
                 hdr.msg_iovlen = 1;
-                libc::mmsghdr { msg_hdr: hdr, msg_len: 0 }
+                libc::mmsghdr {
+                    msg_hdr: hdr,
+                    msg_len: 0,
+                }
             })
             .collect();
         // SAFETY: every mmsghdr points at a live buffer and address of `self`, sized as
         // declared, for the duration of the call; the kernel writes within those sizes.
         let n = unsafe {
-            libc::recvmmsg(fd, msgs.as_mut_ptr(), BATCH as libc::c_uint, libc::MSG_DONTWAIT, std::ptr::null_mut())
+            libc::recvmmsg(
+                fd,
+                msgs.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
         };
         if n < 0 {
             return Err(io::Error::last_os_error());
@@ -153,7 +168,10 @@ impl Outbox {
             let pending = self.sent..self.len;
             let mut iov: Vec<libc::iovec> = self.bufs[pending.clone()]
                 .iter_mut()
-                .map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() })
+                .map(|b| libc::iovec {
+                    iov_base: b.as_mut_ptr().cast(),
+                    iov_len: b.len(),
+                })
                 .collect();
             let mut msgs: Vec<libc::mmsghdr> = iov
                 .iter_mut()
@@ -165,15 +183,27 @@ impl Outbox {
                     hdr.msg_namelen = addr.len;
                     hdr.msg_iov = iov;
                     hdr.msg_iovlen = 1;
-                    libc::mmsghdr { msg_hdr: hdr, msg_len: 0 }
+                    libc::mmsghdr {
+                        msg_hdr: hdr,
+                        msg_len: 0,
+                    }
                 })
                 .collect();
             // SAFETY: every mmsghdr points at a live buffer and address of `self` for the
             // duration of the call; the kernel only reads them.
-            let n = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), msgs.len() as libc::c_uint, libc::MSG_DONTWAIT) };
+            let n = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    msgs.as_mut_ptr(),
+                    msgs.len() as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
             if n < 0 {
                 let error = io::Error::last_os_error();
-                if error.kind() == io::ErrorKind::WouldBlock || error.kind() == io::ErrorKind::Interrupted {
+                if error.kind() == io::ErrorKind::WouldBlock
+                    || error.kind() == io::ErrorKind::Interrupted
+                {
                     return Err(error);
                 }
                 // The first datagram cannot be sent at all: skip it, keep the rest.
@@ -200,11 +230,20 @@ mod tests {
     fn a_batch_in_and_the_answers_out_to_their_senders() {
         let server = UdpSocket::bind("127.0.0.1:0").unwrap();
         server.set_nonblocking(true).unwrap();
-        let clients: Vec<UdpSocket> = (0..3).map(|_| UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
+        let clients: Vec<UdpSocket> = (0..3)
+            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
         let mut inbox = Inbox::default();
-        assert_eq!(inbox.recv(server.as_raw_fd()).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(
+            inbox.recv(server.as_raw_fd()).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
         for (i, c) in clients.iter().enumerate() {
-            c.send_to(format!("query {i}").as_bytes(), server.local_addr().unwrap()).unwrap();
+            c.send_to(
+                format!("query {i}").as_bytes(),
+                server.local_addr().unwrap(),
+            )
+            .unwrap();
         }
         let mut got = 0;
         let mut outbox = Outbox::default();
@@ -213,13 +252,20 @@ mod tests {
                 Ok(n) => {
                     for i in 0..n {
                         let (data, from) = inbox.get(i);
-                        let who = clients.iter().position(|c| Some(c.local_addr().unwrap()) == from.to_socket_addr());
-                        assert_eq!(data, format!("query {}", who.expect("a known sender")).as_bytes());
+                        let who = clients
+                            .iter()
+                            .position(|c| Some(c.local_addr().unwrap()) == from.socket_addr());
+                        assert_eq!(
+                            data,
+                            format!("query {}", who.expect("a known sender")).as_bytes()
+                        );
                         outbox.next(from).extend_from_slice(&[b'A', data[6]]);
                         got += 1;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(5)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
                 Err(e) => panic!("{e}"),
             }
             if got == 3 {
@@ -233,7 +279,10 @@ mod tests {
             c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
             let mut buf = [0u8; 8];
             let (n, from) = c.recv_from(&mut buf).unwrap();
-            assert_eq!((&buf[..n], from), (&[b'A', b'0' + i as u8][..], server.local_addr().unwrap()));
+            assert_eq!(
+                (&buf[..n], from),
+                (&[b'A', b'0' + i as u8][..], server.local_addr().unwrap())
+            );
         }
     }
 }

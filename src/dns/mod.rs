@@ -3,8 +3,8 @@
 //! The handler loads the current [`Zone`] from an `ArcSwap` and answers from it; it never waits
 //! on a lock or on I/O. Answer rules live in [`respond`], the zone's contents in [`zone`].
 
-pub mod respond;
 mod mmsg;
+pub mod respond;
 mod udp;
 pub mod zone;
 

@@ -325,7 +325,9 @@ pub(super) async fn serve(
             if query.len() < 12 || query[2] & 0x80 != 0 {
                 continue; // not a query
             }
-            let Some(src) = from.to_socket_addr() else { continue };
+            let Some(src) = from.socket_addr() else {
+                continue;
+            };
             if src.port() == 0 || src.ip().is_unspecified() {
                 continue; // nowhere to answer
             }
