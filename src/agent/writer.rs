@@ -68,6 +68,8 @@ pub(super) struct HealthTask {
     active: Active,
     /// Overrides changed since the last decision.
     overrides_changed: bool,
+    /// When this task started (peers get a grace period to answer).
+    started: Instant,
 }
 
 /// The last answer of one other agent.
@@ -119,6 +121,7 @@ impl HealthTask {
             active: Active::none(&config),
             overrides,
             overrides_changed: true,
+            started: Instant::now(),
             config,
         }
     }
@@ -132,6 +135,8 @@ impl HealthTask {
         shutdown: CancellationToken,
     ) {
         self.status.overrides = self.overrides.list();
+        // The other agents are listed (as not answering yet) from the start.
+        self.refresh_peers();
         // The probes of a replaced configuration are stopped after their successor channel is
         // handed over; their closing channel must not end this loop.
         let mut results_open = true;
@@ -321,7 +326,8 @@ impl HealthTask {
                 }
             })
             .collect();
-        let alone = !peers.iter().any(|p| p.reachable);
+        // Before the first pulls can have answered, nobody is "alone" yet.
+        let alone = now.duration_since(self.started) > recent && !peers.iter().any(|p| p.reachable);
         if alone != self.status.alone && !peers.is_empty() {
             if alone {
                 warn!("no other agent answers: this agent decides alone on its own observations");
