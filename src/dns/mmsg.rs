@@ -54,6 +54,36 @@ impl RawAddr {
     }
 }
 
+/// One iovec per buffer, covering the buffer's current length.
+fn iovecs(bufs: &mut [Vec<u8>]) -> Vec<libc::iovec> {
+    bufs.iter_mut()
+        .map(|b| libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: b.len(),
+        })
+        .collect()
+}
+
+/// One message header per (iovec, address); the address's `len` is what the kernel may use
+/// (receiving: the whole storage; sending: the peer's address length).
+fn headers(iov: &mut [libc::iovec], addrs: &mut [RawAddr]) -> Vec<libc::mmsghdr> {
+    iov.iter_mut()
+        .zip(addrs.iter_mut())
+        .map(|(iov, addr)| {
+            // SAFETY: msghdr is plain old data; the fields that matter are set below.
+            let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+            hdr.msg_name = (&mut addr.storage as *mut libc::sockaddr_storage).cast();
+            hdr.msg_namelen = addr.len;
+            hdr.msg_iov = iov;
+            hdr.msg_iovlen = 1;
+            libc::mmsghdr {
+                msg_hdr: hdr,
+                msg_len: 0,
+            }
+        })
+        .collect()
+}
+
 /// Receive buffers for one batch.
 pub struct Inbox {
     bufs: Vec<Vec<u8>>,
@@ -74,30 +104,11 @@ impl Default for Inbox {
 impl Inbox {
     /// Receives up to `BATCH` datagrams without blocking; `WouldBlock` when there are none.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
-        let mut iov: Vec<libc::iovec> = self
-            .bufs
-            .iter_mut()
-            .map(|b| libc::iovec {
-                iov_base: b.as_mut_ptr().cast(),
-                iov_len: b.len(),
-            })
-            .collect();
-        let mut msgs: Vec<libc::mmsghdr> = iov
-            .iter_mut()
-            .zip(self.addrs.iter_mut())
-            .map(|(iov, addr)| {
-                // SAFETY: msghdr is plain old data; the fields that matter are set below.
-                let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
-                hdr.msg_name = (&mut addr.storage as *mut libc::sockaddr_storage).cast();
-                hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-                hdr.msg_iov = iov;
-                hdr.msg_iovlen = 1;
-                libc::mmsghdr {
-                    msg_hdr: hdr,
-                    msg_len: 0,
-                }
-            })
-            .collect();
+        for addr in self.addrs.iter_mut() {
+            addr.len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        }
+        let mut iov = iovecs(&mut self.bufs);
+        let mut msgs = headers(&mut iov, &mut self.addrs);
         // SAFETY: every mmsghdr points at a live buffer and address of `self`, sized as
         // declared, for the duration of the call; the kernel writes within those sizes.
         let n = unsafe {
@@ -166,29 +177,8 @@ impl Outbox {
     pub fn send(&mut self, fd: RawFd) -> io::Result<()> {
         while self.sent < self.len {
             let pending = self.sent..self.len;
-            let mut iov: Vec<libc::iovec> = self.bufs[pending.clone()]
-                .iter_mut()
-                .map(|b| libc::iovec {
-                    iov_base: b.as_mut_ptr().cast(),
-                    iov_len: b.len(),
-                })
-                .collect();
-            let mut msgs: Vec<libc::mmsghdr> = iov
-                .iter_mut()
-                .zip(self.addrs[pending].iter_mut())
-                .map(|(iov, addr)| {
-                    // SAFETY: plain old data, the relevant fields set below.
-                    let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
-                    hdr.msg_name = (&mut addr.storage as *mut libc::sockaddr_storage).cast();
-                    hdr.msg_namelen = addr.len;
-                    hdr.msg_iov = iov;
-                    hdr.msg_iovlen = 1;
-                    libc::mmsghdr {
-                        msg_hdr: hdr,
-                        msg_len: 0,
-                    }
-                })
-                .collect();
+            let mut iov = iovecs(&mut self.bufs[pending.clone()]);
+            let mut msgs = headers(&mut iov, &mut self.addrs[pending]);
             // SAFETY: every mmsghdr points at a live buffer and address of `self` for the
             // duration of the call; the kernel only reads them.
             let n = unsafe {

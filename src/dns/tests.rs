@@ -3,18 +3,17 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
-use hickory_proto::serialize::binary::BinEncoder;
+use hickory_proto::rr::{DNSClass, LowerName, Name, RData, RecordType};
 use hickory_server::net::runtime::TokioTime;
-use hickory_server::net::{NetError, xfer::Protocol};
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponse;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::{Request, RequestHandler};
 
 use super::respond::respond;
+use super::udp::Capture;
 use super::zone::{Zone, build};
 use super::{EDNS_PAYLOAD, ZoneHandler};
 use crate::config::{Config, parse};
@@ -341,34 +340,6 @@ fn records_carry_the_configured_ttls_and_the_serial() {
     };
     assert_eq!((soa.serial, soa.minimum), (42, 7));
     assert_eq!(soa.mname.to_ascii(), "ns-n1.ha.example.com.");
-}
-
-/// Captures what the handler sends, encoded as the UDP server would (client size or 512).
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-#[async_trait::async_trait]
-impl ResponseHandler for Capture {
-    async fn send_response<'a>(
-        &mut self,
-        response: MessageResponse<
-            '_,
-            'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-        >,
-    ) -> Result<ResponseInfo, NetError> {
-        let mut buf = Vec::new();
-        let mut encoder = BinEncoder::new(&mut buf);
-        encoder.set_max_size(response.edns().map(|e| e.max_payload()).unwrap_or(512));
-        let info = response
-            .destructive_emit(&mut encoder)
-            .map_err(|e| NetError::from(e.to_string()))?;
-        *self.0.lock().unwrap() = buf;
-        Ok(info)
-    }
 }
 
 async fn ask(message: &Message) -> Message {

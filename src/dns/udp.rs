@@ -395,7 +395,7 @@ async fn slow(handler: &ZoneHandler, query: &[u8], src: SocketAddr) -> Option<Ve
 /// Encodes what the handler sends as hickory's UDP server does: the client's size or 512, and a
 /// SERVFAIL header if encoding fails.
 #[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
+pub(super) struct Capture(pub(super) Arc<Mutex<Vec<u8>>>);
 
 #[async_trait::async_trait]
 impl ResponseHandler for Capture {
