@@ -6,6 +6,7 @@
 #
 #   --quick            short runs (3 s dnsperf, 1 run, 2 trials, 10 s scale) to try the script
 #   --secs N           length of one dnsperf run (default 10)
+#   --trials N         failover/failback trials per setting (default 5)
 #   --only SECTIONS    comma list of: speed,failover,scale,footprint (default: all)
 #   --servers LIST     comma list of: failoverd,gdnsd,pdns,nsd,knot (default: all)
 #
@@ -30,7 +31,8 @@ while (($#)); do
     --only) sections=$2; shift ;;
     --secs) secs=$2; shift ;;
     --servers) servers=$2; shift ;;
-    *) echo "usage: bench/run.sh [--quick] [--secs N] [--only speed,failover,scale,footprint] [--servers failoverd,gdnsd,pdns,nsd,knot]" >&2; exit 2 ;;
+    --trials) trials=$2; shift ;;
+    *) echo "usage: bench/run.sh [--quick] [--secs N] [--trials N] [--only speed,failover,scale,footprint] [--servers failoverd,gdnsd,pdns,nsd,knot]" >&2; exit 2 ;;
   esac
   shift
 done
