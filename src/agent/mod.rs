@@ -64,6 +64,8 @@ pub struct Published {
     pub notifications: Arc<NotifyCounters>,
     /// Operators' requests (manual overrides) to the health task, the one writer.
     pub commands: mpsc::Sender<Command>,
+    /// Wakes the peer puller early: this agent's own view of a pair just changed.
+    pub pull_now: Arc<tokio::sync::Notify>,
 }
 
 /// Why the agent could not start or stopped.
@@ -183,6 +185,7 @@ impl Agent {
         let (command_tx, commands) = mpsc::channel(16);
         let published = Published {
             commands: command_tx,
+            pull_now: Arc::default(),
             zone: Arc::new(ArcSwap::from_pointee(Zone::not_ready(&config))),
             status: Arc::new(ArcSwap::from_pointee(Status::new(config.clone(), serial))),
             events: broadcast::channel(EVENT_BACKLOG).0,
@@ -304,6 +307,7 @@ impl Agent {
                 published.status.clone(),
                 secret,
                 report_tx,
+                published.pull_now.clone(),
                 shutdown.clone(),
             ));
         } else {

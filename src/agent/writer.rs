@@ -70,6 +70,15 @@ pub(super) struct HealthTask {
     overrides_changed: bool,
     /// When this task started (peers get a grace period to answer).
     started: Instant,
+    /// Asks the peer puller for the others' votes now (after a local change).
+    pull_now: Arc<tokio::sync::Notify>,
+    /// Per pair: the fresh votes disagree (some up, some down). While any pair's do, the
+    /// puller is asked to come back sooner, so every agent sees the others' changes quickly.
+    split: Vec<bool>,
+    split_count: usize,
+    /// When a pair last became split or agreed again: the quick pulls last a few periods
+    /// after that, not for as long as an asymmetric fault does.
+    split_changed: Instant,
 }
 
 /// The last answer of one other agent.
@@ -103,6 +112,7 @@ impl HealthTask {
             zone,
             status,
             events,
+            pull_now,
             ..
         } = parts;
         Self {
@@ -122,6 +132,10 @@ impl HealthTask {
             overrides,
             overrides_changed: true,
             started: Instant::now(),
+            pull_now,
+            split: vec![false; config.pair_count()],
+            split_count: 0,
+            split_changed: Instant::now(),
             config,
         }
     }
@@ -427,6 +441,16 @@ impl HealthTask {
                     (tally(cluster.quorum, votes.iter().map(|v| v.up)), votes)
                 }
             };
+            let split = votes.iter().any(|v| v.up) && votes.iter().any(|v| !v.up);
+            if split != self.split[p] {
+                self.split[p] = split;
+                self.split_changed = now;
+                if split {
+                    self.split_count += 1;
+                } else {
+                    self.split_count -= 1;
+                }
+            }
             let effective = &mut self.status.effective[p];
             effective.votes = votes;
             if state == effective.state {
@@ -500,6 +524,13 @@ impl HealthTask {
                 }
                 _ => {}
             }
+        }
+        let settling = config
+            .cluster
+            .as_ref()
+            .is_some_and(|c| now.duration_since(self.split_changed) < c.period * 3);
+        if self.split_count > 0 && settling {
+            self.pull_now.notify_one();
         }
         changed
     }
@@ -580,6 +611,8 @@ impl HealthTask {
         self.status.config = config.clone();
         self.status.pairs = pairs;
         self.status.effective = effective;
+        self.split = vec![false; config.pair_count()];
+        self.split_count = 0;
         self.status.decisions = decisions;
         self.dirty_all = true;
         self.config = config;
@@ -647,6 +680,7 @@ impl HealthTask {
                 error = t.error.as_deref().unwrap_or(""),
                 "local check state changed (this agent's vote)"
             );
+            self.pull_now.notify_one();
         }
         true
     }

@@ -23,6 +23,7 @@ pub async fn run(
     status: Arc<ArcSwap<Status>>,
     secret: Secret,
     reports: mpsc::Sender<PeerReport>,
+    pull_now: Arc<tokio::sync::Notify>,
     shutdown: CancellationToken,
 ) {
     let client = match reqwest::Client::builder()
@@ -84,8 +85,17 @@ pub async fn run(
                 return;
             }
         }
+        // The next round comes after a period, or sooner when this agent's own view just
+        // changed: the others have probably seen the same, and their votes are wanted now.
         tokio::select! {
             () = tokio::time::sleep_until(started + period) => {}
+            () = pull_now.notified() => {
+                // Never more often than four times a period, however much flaps.
+                tokio::select! {
+                    () = tokio::time::sleep_until(started + period / 4) => {}
+                    () = shutdown.cancelled() => return,
+                }
+            }
             () = shutdown.cancelled() => return,
         }
     }
