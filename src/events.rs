@@ -53,8 +53,14 @@ impl Event {
         }
     }
 
-    /// One line for logs, the dashboard and mail subjects.
+    /// One line for logs and the dashboard (hostnames fully qualified).
     pub fn summary(&self) -> String {
+        self.line(None)
+    }
+
+    /// One line about the event; with `zone`, hostnames are written relative to it (mail
+    /// subjects, where the zone is already in brackets).
+    pub fn line(&self, zone: Option<&str>) -> String {
         match &self.kind {
             EventKind::CheckDown { node, check, error } => format!("{node} {check} down: {error}"),
             EventKind::CheckUp {
@@ -71,21 +77,34 @@ impl Event {
             EventKind::AnswerChanged {
                 hostname,
                 to_nodes,
+                reason,
                 cause,
                 ..
             } => {
+                // The apex stays written out in full.
+                let name = zone
+                    .and_then(|zone| hostname.strip_suffix(zone))
+                    .and_then(|n| n.strip_suffix('.'))
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or(hostname);
                 let to = if to_nodes.is_empty() {
-                    "(no address)".to_string()
+                    "no address".to_string()
                 } else {
                     to_nodes.join(", ")
                 };
-                if cause.is_empty() {
-                    format!("{hostname} → {to}")
+                let mut why: Vec<&str> = Vec::new();
+                if reason != "healthy" {
+                    // "all nodes down: answering with …" → "all nodes down"
+                    why.push(reason.split(':').next().unwrap_or(reason));
+                }
+                why.extend(cause.iter().map(String::as_str));
+                if why.is_empty() {
+                    format!("{name} → {to}")
                 } else {
-                    format!("{hostname} → {to} ({})", cause.join("; "))
+                    format!("{name} → {to} ({})", why.join("; "))
                 }
             }
-            EventKind::PublishFailed { error } => format!("could not apply a DNS change: {error}"),
+            EventKind::PublishFailed { error } => format!("DNS change not applied: {error}"),
             EventKind::OverrideChanged { summary } => format!("override: {summary}"),
             EventKind::NotificationFailed { summary } => format!("notification failed: {summary}"),
         }

@@ -61,46 +61,7 @@ fn headline(events: &[Arc<Event>]) -> Option<&Arc<Event>> {
 
 /// One line about one event, with hostnames relative to the zone (the zone is in the subject).
 pub fn short_line(event: &Event, zone: &str) -> String {
-    let line = match &event.kind {
-        EventKind::CheckDown { node, check, error } => format!("{node} {check} down: {error}"),
-        EventKind::CheckUp {
-            node,
-            check,
-            down_for,
-        } => match down_for {
-            Some(d) => format!("{node} {check} up again after {}", whole_seconds(*d)),
-            None => format!("{node} {check} up"),
-        },
-        EventKind::AnswerChanged {
-            hostname,
-            to_nodes,
-            reason,
-            cause,
-            ..
-        } => {
-            let name = relative(hostname, zone);
-            let to = if to_nodes.is_empty() {
-                "no address".to_string()
-            } else {
-                to_nodes.join(", ")
-            };
-            let mut why: Vec<String> = Vec::new();
-            if reason != "healthy" {
-                // "all nodes down: answering with …" → "all nodes down"
-                why.push(reason.split(':').next().unwrap_or(reason).to_string());
-            }
-            why.extend(cause.iter().cloned());
-            if why.is_empty() {
-                format!("{name} → {to}")
-            } else {
-                format!("{name} → {to} ({})", why.join("; "))
-            }
-        }
-        EventKind::PublishFailed { error } => format!("DNS change not applied: {error}"),
-        EventKind::OverrideChanged { summary } => format!("override: {summary}"),
-        EventKind::NotificationFailed { summary } => format!("notification failed: {summary}"),
-    };
-    one_line(&line)
+    one_line(&event.line(Some(zone)))
 }
 
 /// The subject of a message carrying `events` (one event, or a digest of several).
@@ -398,14 +359,6 @@ pub fn test_json(config: &Config, now: SystemTime) -> serde_json::Value {
         "summary": format!("test message from {agent}"),
         "text": format!("[failoverd {zone}] test message from {agent}: nothing is wrong"),
     })
-}
-
-fn relative<'a>(hostname: &'a str, zone: &str) -> &'a str {
-    hostname
-        .strip_suffix(zone)
-        .and_then(|h| h.strip_suffix('.'))
-        .filter(|h| !h.is_empty())
-        .unwrap_or(hostname)
 }
 
 /// Error texts come from the network: keep a subject or a table line on one line.

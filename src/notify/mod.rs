@@ -112,13 +112,7 @@ impl Notifier {
         };
         let mut outputs = Vec::new();
         if let (Some(sender), Some(cfg)) = (self.email, &config.notify.email) {
-            let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
             info!(to = %sender.describe(), window = ?cfg.digest_window, "email notifications on");
-            outputs.push(Output {
-                name: "email",
-                filter: cfg.events,
-                queue: tx,
-            });
             let policy = queue::Policy {
                 window: cfg.digest_window,
                 max_batch: MAX_DIGEST_EVENTS,
@@ -128,22 +122,18 @@ impl Notifier {
                 sender,
                 status: status.clone(),
             };
-            tasks.spawn(queue::run_worker(
+            start_worker(
                 channel,
+                cfg.events,
                 policy,
-                rx,
-                shutdown.clone(),
-                report.clone(),
-            ));
+                &mut tasks,
+                &mut outputs,
+                &shutdown,
+                &report,
+            );
         }
         if let (Some(sender), Some(cfg)) = (self.webhook, &config.notify.webhook) {
-            let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
             info!(url = %sender.describe(), "webhook notifications on");
-            outputs.push(Output {
-                name: "webhook",
-                filter: cfg.events,
-                queue: tx,
-            });
             // One POST per event: receivers (incident tools) expect one record per event.
             let policy = queue::Policy {
                 window: Duration::ZERO,
@@ -154,13 +144,15 @@ impl Notifier {
                 sender,
                 config: config.clone(),
             };
-            tasks.spawn(queue::run_worker(
+            start_worker(
                 channel,
+                cfg.events,
                 policy,
-                rx,
-                shutdown.clone(),
-                report.clone(),
-            ));
+                &mut tasks,
+                &mut outputs,
+                &shutdown,
+                &report,
+            );
         }
         tasks.spawn(dispatch(events, outputs, status.clone(), shutdown));
         tokio::spawn(async move { while tasks.join_next().await.is_some() {} })
@@ -188,6 +180,31 @@ impl Notifier {
         }
         reports
     }
+}
+
+/// Starts one channel's worker and gives the dispatcher its queue.
+fn start_worker<C: queue::Channel>(
+    channel: C,
+    filter: EventFilter,
+    policy: queue::Policy,
+    tasks: &mut JoinSet<()>,
+    outputs: &mut Vec<Output>,
+    shutdown: &CancellationToken,
+    report: &(impl Fn(queue::Outcome) + Clone + Send + Sync + 'static),
+) {
+    let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+    outputs.push(Output {
+        name: channel.name(),
+        filter,
+        queue: tx,
+    });
+    tasks.spawn(queue::run_worker(
+        channel,
+        policy,
+        rx,
+        shutdown.clone(),
+        report.clone(),
+    ));
 }
 
 /// A channel's queue, as the dispatcher feeds it.
