@@ -725,9 +725,17 @@ impl<'a> Validator<'a> {
         let pick = |v: &Option<Spanned<HumanDuration>>, d: Duration| {
             v.as_ref().map(|s| s.value.0).unwrap_or(d)
         };
+        let interval = pick(&t.interval, base.interval);
         let timing = Timing {
-            interval: pick(&t.interval, base.interval),
-            retry_interval: pick(&t.retry_interval, base.retry_interval),
+            interval,
+            // Unset here while the interval is set here: the inherited value, but no longer than
+            // this interval (probing a failing check less often than a passing one would only
+            // delay failback).
+            retry_interval: match (&t.retry_interval, &t.interval) {
+                (Some(retry), _) => retry.value.0,
+                (None, Some(_)) => base.retry_interval.min(interval),
+                (None, None) => base.retry_interval,
+            },
             timeout: pick(&t.timeout, base.timeout),
             fall: t.fall.as_ref().map(|s| s.value).unwrap_or(base.fall),
             rise: t.rise.as_ref().map(|s| s.value).unwrap_or(base.rise),

@@ -157,3 +157,34 @@ fn a_missing_file_says_so() {
         "{e}"
     );
 }
+
+#[test]
+fn an_unset_retry_interval_is_never_slower_than_the_interval() {
+    let base = "zone: ha.example.com\nnodes: [{ id: n1, address: 127.0.0.1 }]\nhostnames: [{ name: app, checks: [web] }]\n";
+    let retry = |defaults: &str, check: &str| {
+        let text = format!(
+            "{base}defaults: {{ {defaults} }}\nchecks: [{{ id: web, type: tcp, port: 80{check} }}]\n"
+        );
+        let config = parse(Path::new("t.yaml"), &text).unwrap_or_else(|e| panic!("{e}"));
+        config.checks[0].timing.retry_interval
+    };
+    let ms = Duration::from_millis;
+    // The documented 5 s, unless the interval is shorter.
+    assert_eq!(retry("timeout: 500ms", ""), ms(5000));
+    assert_eq!(retry("interval: 1s, timeout: 500ms", ""), ms(1000));
+    // A check's shorter interval also caps what it inherits from defaults.
+    assert_eq!(retry("timeout: 200ms", ", interval: 2s"), ms(2000));
+    assert_eq!(
+        retry("retry_interval: 4s, timeout: 200ms", ", interval: 300ms"),
+        ms(300)
+    );
+    // Written at the same level, it is taken as written.
+    assert_eq!(
+        retry("interval: 1s, retry_interval: 3s, timeout: 500ms", ""),
+        ms(3000)
+    );
+    assert_eq!(
+        retry("timeout: 200ms", ", interval: 1s, retry_interval: 250ms"),
+        ms(250)
+    );
+}
