@@ -260,10 +260,44 @@ fn bind_socket(addr: SocketAddr, kind: Type) -> io::Result<Socket> {
     }
     if kind == Type::STREAM {
         socket.set_reuse_address(true)?;
+    } else {
+        dont_fragment(&socket, addr.is_ipv4())?;
     }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     Ok(socket)
+}
+
+/// UDP responses leave with DF set and are never fragmented (RFC 9715, R1). Every answer fits
+/// in `EDNS_PAYLOAD` (1232 bytes), which any IPv6 link and any sane IPv4 path carries whole;
+/// `IP_PMTUDISC_PROBE` also ignores path-MTU updates, so a forged ICMP "fragmentation needed"
+/// cannot shrink what we send. A side effect: the kernel skips its per-packet IP ID hash.
+fn dont_fragment(socket: &Socket, v4: bool) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (level, option, value) = if v4 {
+        (
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_PROBE,
+        )
+    } else {
+        (libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, 1)
+    };
+    // SAFETY: a valid descriptor and a c_int option value of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            option,
+            std::ptr::from_ref(&value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 #[cfg(test)]

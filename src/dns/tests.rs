@@ -15,9 +15,10 @@ use hickory_server::server::{Request, RequestHandler};
 use super::respond::respond;
 use super::udp::Capture;
 use super::zone::{Zone, build};
-use super::{EDNS_PAYLOAD, ZoneHandler};
+use super::{EDNS_PAYLOAD, ZoneHandler, bind_socket};
 use crate::config::{Config, parse};
 use crate::decide::{Decision, Reason};
+use socket2::Type;
 
 fn config() -> Config {
     // Forty IPv6 addresses on `big`: too large for a 512-byte UDP reply, small enough for 1232.
@@ -425,4 +426,42 @@ async fn edns_size_is_capped_and_large_answers_truncate() {
         "40 AAAA (~1.1 kB) fit in 1232 bytes"
     );
     assert_eq!(r.answers.len(), 40);
+}
+
+/// Reads an int socket option back.
+fn int_option(fd: std::os::fd::RawFd, level: libc::c_int, option: libc::c_int) -> libc::c_int {
+    let mut value: libc::c_int = -1;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: a valid descriptor and an int-sized buffer.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            option,
+            std::ptr::from_mut(&mut value).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    value
+}
+
+#[test]
+fn udp_sockets_send_with_dont_fragment_and_tcp_is_left_alone() {
+    use std::os::fd::AsRawFd;
+    let v4 = bind_socket("127.0.0.1:0".parse().unwrap(), Type::DGRAM).unwrap();
+    assert_eq!(
+        int_option(v4.as_raw_fd(), libc::IPPROTO_IP, libc::IP_MTU_DISCOVER),
+        libc::IP_PMTUDISC_PROBE
+    );
+    let v6 = bind_socket("[::1]:0".parse().unwrap(), Type::DGRAM).unwrap();
+    assert_eq!(
+        int_option(v6.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG),
+        1
+    );
+    let tcp = bind_socket("127.0.0.1:0".parse().unwrap(), Type::STREAM).unwrap();
+    assert_ne!(
+        int_option(tcp.as_raw_fd(), libc::IPPROTO_IP, libc::IP_MTU_DISCOVER),
+        libc::IP_PMTUDISC_PROBE
+    );
 }
