@@ -661,3 +661,235 @@ fn a_notification_given_up_on_is_shown_among_the_recent_events() {
         agent.log_text()
     );
 }
+
+/// aiosmtpd driven from Python (its command line cannot do TLS or AUTH): STARTTLS required, or
+/// implicit TLS; AUTH required; every AUTH attempt logged as a JSON line with the TLS version.
+const TLS_SMTP_SERVER: &str = r#"
+import json, signal, ssl, sys
+from aiosmtpd.controller import Controller
+from aiosmtpd.handlers import Mailbox
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+mode, host, port, cert, key, maildir, user, password, log = sys.argv[1:]
+context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+context.load_cert_chain(cert, key)
+
+def authenticator(server, session, envelope, mechanism, auth_data):
+    ok = (isinstance(auth_data, LoginPassword) and auth_data.login.decode() == user
+          and auth_data.password.decode() == password)
+    tls = server.transport.get_extra_info("ssl_object")
+    with open(log, "a") as f:
+        f.write(json.dumps({"mechanism": mechanism, "login": auth_data.login.decode(), "ok": ok,
+                            "tls": tls.version() if tls else None}) + "\n")
+    # handled=False: aiosmtpd answers 535 itself (with the default, True, it answers nothing).
+    return AuthResult(success=ok, handled=False)
+
+common = dict(hostname=host, port=int(port), authenticator=authenticator, auth_required=True)
+if mode == "starttls":
+    controller = Controller(Mailbox(maildir), tls_context=context, require_starttls=True,
+                            auth_require_tls=True, **common)
+else:
+    # Implicit TLS: the whole connection is encrypted (aiosmtpd's auth_require_tls only knows
+    # STARTTLS, so it is off here; the log shows the TLS version of each AUTH).
+    controller = Controller(Mailbox(maildir), ssl_context=context, auth_require_tls=False, **common)
+controller.start()
+signal.sigwait({signal.SIGTERM, signal.SIGINT})
+controller.stop()
+"#;
+
+/// A private CA and a certificate it signed for `ip`, as PEM files in `dir`.
+fn private_ca(dir: &std::path::Path, ip: &str) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "failoverd test mail CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec![ip.to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+}
+
+/// `failoverd notify-test` against aiosmtpd with STARTTLS and with implicit TLS, both requiring
+/// AUTH, the server's certificate signed by a CA given in `ca_file`: the mail arrives, the
+/// login went over TLS; a wrong password, and a CA not given, each fail with a clear reason.
+#[test]
+fn mail_goes_out_over_starttls_and_implicit_tls_with_auth_trusting_a_private_ca() {
+    let ip = "127.0.57.250";
+    let backends = Backend::group(&["127.0.57.1"]);
+    let dns = dns_addr("127.0.57.100");
+    for mode in ["starttls", "tls"] {
+        let dir = tempfile::tempdir().unwrap();
+        private_ca(dir.path(), ip);
+        let maildir = dir.path().join("mail");
+        for sub in ["tmp", "new", "cur"] {
+            std::fs::create_dir_all(maildir.join(sub)).unwrap();
+        }
+        let auth_log = dir.path().join("auth.jsonl");
+        let port = free_port(&[ip]);
+        let server = Command::new(PYTHON)
+            .args(["-c", TLS_SMTP_SERVER, mode, ip, &port.to_string()])
+            .arg(dir.path().join("server.pem"))
+            .arg(dir.path().join("server.key"))
+            .arg(&maildir)
+            .args(["alerts", "s3cret pass"])
+            .arg(&auth_log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("aiosmtpd (scripts/test.sh installs python3-aiosmtpd)");
+        let addr = SocketAddr::new(ip.parse().unwrap(), port);
+        // Killed when dropped, also when an assertion below fails.
+        let _server = SmtpServer {
+            child: Some(server),
+            dir: tempfile::tempdir().unwrap(),
+            addr,
+        };
+        wait_until(
+            Duration::from_secs(10),
+            "aiosmtpd with TLS to listen",
+            || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok(),
+        );
+        let email = |ca_line: &str| {
+            format!(
+                "notify:\n  email:\n    smtp: {{ host: {ip}, port: {port}, tls: {mode}, username: alerts, \
+                 password_env: FAILOVERD_TEST_SMTP_PASSWORD{ca_line} }}\n\
+                 \x20   from: \"failoverd <failoverd@example.com>\"\n    to: [ops@example.com]\n"
+            )
+        };
+        let notify_test = |ca_line: &str, password: &str| {
+            let path = common::write_file(
+                dir.path(),
+                "config.yaml",
+                &config(&backends, dns, &email(ca_line)),
+            );
+            let out = Command::new(binary())
+                .args(["notify-test", "--config"])
+                .arg(&path)
+                .env("FAILOVERD_TEST_SMTP_PASSWORD", password)
+                .output()
+                .unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            (out.status.code(), text)
+        };
+        let logins = || -> Vec<serde_json::Value> {
+            std::fs::read_to_string(&auth_log)
+                .unwrap_or_default()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        };
+
+        // The CA given as a path relative to the configuration file.
+        let (code, text) = notify_test(", ca_file: ca.pem", "s3cret pass");
+        assert_eq!(code, Some(0), "{mode}: {text}");
+        assert!(text.contains(": sent"), "{mode}: {text}");
+        let read_mail = || {
+            // The Mailbox handler writes into this server's own Maildir.
+            let mut found = None;
+            wait_until(Duration::from_secs(5), "the mail in the Maildir", || {
+                found = std::fs::read_dir(maildir.join("new"))
+                    .unwrap()
+                    .next()
+                    .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap());
+                found.is_some()
+            });
+            found.unwrap()
+        };
+        let mail = read_mail();
+        assert!(mail.contains("test message from node1"), "{mode}: {mail}");
+        let first = logins();
+        assert_eq!(first.len(), 1, "{mode}: {first:?}");
+        assert_eq!(first[0]["login"], "alerts");
+        assert_eq!(first[0]["ok"], true);
+        assert!(
+            first[0]["tls"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("TLSv1.")),
+            "{mode}: the password went over TLS: {first:?}"
+        );
+
+        // A wrong password: refused by the server, reported, not retried.
+        let (code, text) = notify_test(", ca_file: ca.pem", "wrong");
+        assert_eq!(code, Some(1), "{mode}: {text}");
+        assert!(
+            text.contains(&format!(
+                "FAILED: SMTP {addr}: 5.7.8 Authentication credentials invalid"
+            )),
+            "{mode}: {text}"
+        );
+        assert_eq!(logins().len(), 2, "{mode}: one attempt");
+
+        // Without the CA the certificate is not trusted: no login is even attempted.
+        let (code, text) = notify_test("", "s3cret pass");
+        assert_eq!(code, Some(1), "{mode}: {text}");
+        assert!(
+            text.contains("invalid peer certificate: UnknownIssuer (the server's certificate is not signed by a CA this machine trusts: give that CA in notify.email.smtp.ca_file)"),
+            "{mode}: {text}"
+        );
+        assert_eq!(
+            logins().len(),
+            2,
+            "{mode}: no password sent to an untrusted server"
+        );
+    }
+}
+
+/// An SMTP server that accepts the connection and then says nothing: `notify-test` gives up
+/// after `timeout` with a clear reason instead of hanging (lettre bounds only the connect).
+#[test]
+fn a_stalled_smtp_server_fails_the_attempt_after_the_timeout() {
+    let ip = "127.0.57.251";
+    let listener = TcpListener::bind((ip, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Holds every accepted connection open, silent, until the test ends.
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let keep = held.clone();
+    thread::spawn(move || {
+        for stream in listener.incoming().take(8) {
+            match stream {
+                Ok(s) => keep.lock().unwrap().push(s),
+                Err(_) => break,
+            }
+        }
+    });
+    let backends = Backend::group(&["127.0.57.2"]);
+    let dns = dns_addr("127.0.57.101");
+    let dir = tempfile::tempdir().unwrap();
+    let email = format!(
+        "notify:\n  email:\n    smtp: {{ host: {ip}, port: {}, tls: none, timeout: 1s }}\n\
+         \x20   from: failoverd@example.com\n    to: [ops@example.com]\n",
+        addr.port()
+    );
+    let path = common::write_file(dir.path(), "config.yaml", &config(&backends, dns, &email));
+    let started = Instant::now();
+    let out = Command::new(binary())
+        .args(["notify-test", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "FAILED: SMTP {addr}: no complete answer within 1s"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "bounded by the 1 s timeout, took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(held.lock().unwrap().len(), 1, "one attempt");
+}

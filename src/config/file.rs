@@ -152,6 +152,7 @@ pub struct SmtpSection {
     /// Accepted only to refuse it with a helpful message: a password never sits in this file.
     pub password: Option<Spanned<serde::de::IgnoredAny>>,
     pub timeout: Option<Spanned<HumanDuration>>,
+    pub ca_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

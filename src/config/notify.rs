@@ -59,8 +59,17 @@ pub struct SmtpConfig {
     pub username: Option<String>,
     /// Where the password is; read at start by [`SecretSource::resolve`].
     pub password: Option<SecretSource>,
-    /// Limit of one SMTP command.
+    /// Limit of one delivery attempt, from connect to QUIT.
     pub timeout: Duration,
+    /// Extra trusted roots for the server's certificate (an internal CA), beside the system's.
+    pub ca: Option<CaFile>,
+}
+
+/// A PEM file of one or more CA certificates, read and checked when the configuration loads.
+#[derive(Debug, Clone)]
+pub struct CaFile {
+    pub path: PathBuf,
+    pub certificate: lettre::transport::smtp::client::Certificate,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -338,6 +347,7 @@ impl Validator<'_> {
             password_file,
             password,
             timeout,
+            ca_file,
         } = smtp;
         const KEY: &str = "notify.email.smtp";
         if let Some(p) = &password {
@@ -466,6 +476,17 @@ impl Validator<'_> {
             Duration::from_millis(100),
             Duration::from_secs(300),
         )?;
+        let ca = match ca_file {
+            None => None,
+            Some(_) if tls_value == SmtpTls::None => {
+                return Err(self.error(
+                    ca_file.as_ref().expect("present"),
+                    format!("{KEY}.ca_file"),
+                    "tls: none never checks a certificate; use tls: starttls or tls: tls, or remove ca_file",
+                ));
+            }
+            Some(file) => Some(self.ca_file(&file, config_dir)?),
+        };
         Ok(SmtpConfig {
             host: host_value.to_string(),
             port: port_value,
@@ -473,7 +494,35 @@ impl Validator<'_> {
             username,
             password,
             timeout,
+            ca,
         })
+    }
+
+    /// Reads `ca_file` now, so `check-config` catches a missing or wrong file.
+    fn ca_file(&self, file: &Spanned<String>, config_dir: &Path) -> Result<CaFile, ConfigError> {
+        let key = "notify.email.smtp.ca_file";
+        let path = config_dir.join(file.value.trim());
+        let pem = std::fs::read(&path)
+            .map_err(|e| self.error(file, key, format!("cannot read `{}`: {e}", path.display())))?;
+        let not_pem = || {
+            self.error(
+                file,
+                key,
+                format!(
+                    "`{}` holds no PEM certificate (-----BEGIN CERTIFICATE-----); give the CA that signed the SMTP server's certificate",
+                    path.display()
+                ),
+            )
+        };
+        if !pem
+            .windows(b"-----BEGIN CERTIFICATE-----".len())
+            .any(|w| w == b"-----BEGIN CERTIFICATE-----")
+        {
+            return Err(not_pem());
+        }
+        let certificate =
+            lettre::transport::smtp::client::Certificate::from_pem(&pem).map_err(|_| not_pem())?;
+        Ok(CaFile { path, certificate })
     }
 
     fn secret_source<T>(&self, span: &Spanned<T>, name: &str, kind: SecretKind) -> SecretSource {

@@ -177,10 +177,14 @@ fn notify_summary(notify: &NotifyConfig) -> String {
             (Some(u), Some(p)) => format!(", user {u}, {}", p.describe()),
             _ => String::new(),
         };
+        let ca = match &s.ca {
+            Some(ca) => format!(", trusting {}", ca.path.display()),
+            None => String::new(),
+        };
         let to: Vec<String> = e.to.iter().map(|m| m.to_string()).collect();
         let _ = writeln!(
             out,
-            "  email     {} -> {}\n            via {}:{} (tls: {}{auth})\n            events {}, digest window {}, retried for {}",
+            "  email     {} -> {}\n            via {}:{} (tls: {}{ca}{auth})\n            events {}, digest window {}, retried for {}",
             e.from,
             to.join(", "),
             s.host,

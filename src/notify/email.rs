@@ -1,6 +1,6 @@
 //! Email over SMTP with lettre: one transport per agent, one connection per message.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, Message};
@@ -21,6 +21,21 @@ pub struct EmailSender {
     to: Vec<Mailbox>,
     /// `host:port`, for messages.
     server: String,
+    /// One delivery attempt, connect to QUIT (`smtp.timeout`).
+    attempt_limit: Duration,
+}
+
+/// What to do about the certificate errors operators meet (rustls names them tersely).
+fn tls_hint(words: &str) -> &'static str {
+    if words.contains("UnknownIssuer") {
+        " (the server's certificate is not signed by a CA this machine trusts: give that CA in notify.email.smtp.ca_file)"
+    } else if words.contains("NotValidForName") {
+        " (the server's certificate does not name notify.email.smtp.host: use the name it was issued for)"
+    } else if words.contains("Expired") {
+        " (the server's certificate has expired)"
+    } else {
+        ""
+    }
 }
 
 impl EmailSender {
@@ -35,7 +50,11 @@ impl EmailSender {
             snippet: None,
         };
         let tls = |host: &str| {
-            TlsParameters::new(host.to_string()).map_err(|e| {
+            let mut parameters = TlsParameters::builder(host.to_string());
+            if let Some(ca) = &smtp.ca {
+                parameters = parameters.add_root_certificate(ca.certificate.clone());
+            }
+            parameters.build().map_err(|e| {
                 setup_error(format!(
                     "cannot set up TLS for `{host}`: {}",
                     describe_error(&e)
@@ -60,6 +79,7 @@ impl EmailSender {
             from: config.from.clone(),
             to: config.to.clone(),
             server: format!("{}:{}", smtp.host, smtp.port),
+            attempt_limit: smtp.timeout,
         })
     }
 
@@ -72,11 +92,25 @@ impl EmailSender {
     /// One delivery attempt.
     pub async fn send(&self, mail: &Mail) -> Result<(), DeliveryError> {
         let message = self.build(mail)?;
-        self.transport.send(message).await.map(|_| ()).map_err(|e| {
+        // lettre's own timeout bounds only the TCP connect; a server that accepts and then
+        // stalls (or never answers a failed AUTH) would hold this channel forever.
+        let Ok(sent) = tokio::time::timeout(self.attempt_limit, self.transport.send(message)).await
+        else {
+            return Err(DeliveryError {
+                message: format!(
+                    "SMTP {}: no complete answer within {} (the server accepted the connection, then stalled)",
+                    self.server,
+                    crate::config::format_duration(self.attempt_limit)
+                ),
+                permanent: false,
+            });
+        };
+        sent.map(|_| ()).map_err(|e| {
             // A 5xx answer (bad recipient, bad password) will not get better by retrying.
             let permanent = e.is_permanent();
+            let words = describe_error(&e);
             DeliveryError {
-                message: format!("SMTP {}: {}", self.server, describe_error(&e)),
+                message: format!("SMTP {}: {words}{}", self.server, tls_hint(&words)),
                 permanent,
             }
         })
