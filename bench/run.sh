@@ -176,6 +176,7 @@ printf '%s\n' "app.$zone A" "app.$zone AAAA" "$zone SOA" "$zone NS" "nope.$zone 
 declare -A fo_timing=(
   [fastest]="100ms 100ms 50ms 1 1"
   [equal]="1s 1s 500ms 1 1"
+  [retry]="1s 250ms 200ms 1 1"
   [defaults]="3s 500ms 500ms 2 2"
 )
 
@@ -421,6 +422,7 @@ if want failover; then
   if serves failoverd; then
     failover_trials failoverd fastest 10 "fastest: interval 100ms, retry 100ms, timeout 50ms, fall 1, rise 1"
     failover_trials failoverd equal 10 "equal: interval 1s, retry 1s, timeout 500ms, fall 1, rise 1"
+    failover_trials failoverd retry 10 "1 s interval, failing checks every 250ms: retry 250ms, timeout 200ms, fall 1, rise 1"
     failover_trials failoverd defaults 20 "defaults ÷ 10: interval 3s, retry 500ms, timeout 500ms, fall 2, rise 2"
   fi
   serves gdnsd && failover_trials gdnsd equal 15 "fastest = equal: interval 2s (its minimum), timeout 1s, up/ok/down_thresh 1"
