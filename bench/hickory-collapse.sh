@@ -6,12 +6,18 @@
 # as a collapse. Everything on 127.0.0.0/8; every loop bounded.
 #
 #   bench/hickory-collapse.sh [RUNS] [SECONDS]    (default 10 runs of 5 s)
+#   PIN=no bench/hickory-collapse.sh ...         server and dnsperf left to the scheduler
 #
 # Results: bench/results/hickory-collapse-<date>.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-10}
 secs=${2:-5}
+if [ "${PIN:-yes}" = no ]; then
+  on_server=() on_client=() placement="unpinned (server and dnsperf share both CPUs)"
+else
+  on_server=(taskset -c 0) on_client=(taskset -c 1) placement="server on CPU 0, dnsperf on CPU 1"
+fi
 [ "$(nproc)" -ge 2 ] || { echo "needs 2 CPUs" >&2; exit 2; }
 command -v dnsperf >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dnsperf >/dev/null; }
 cargo build --release --quiet --bin failoverd --example hickory_udp
@@ -48,7 +54,7 @@ mkdir -p bench/results
 {
   echo "# hickory-server's UDP path and failoverd's under dnsperf — $(date -u +%FT%RZ)"
   echo
-  echo "Command: \`bench/hickory-collapse.sh $runs $secs\`; server on CPU 0, \`dnsperf -c 4 -q 200 -l $secs\` on CPU 1; query \`app.ha.example.com A\`."
+  echo "Command: \`PIN=${PIN:-yes} bench/hickory-collapse.sh $runs $secs\`; $placement; \`dnsperf -c 4 -q 200 -l $secs\`; query \`app.ha.example.com A\`."
   echo "failoverd $(git describe --always --dirty), rustc $(rustc --version | cut -d' ' -f2), hickory-server 0.26.3; load at start $(cut -d' ' -f1-3 /proc/loadavg)."
   echo
   echo "| server | run | QPS | lost | max latency ms | send failures |"
@@ -58,9 +64,9 @@ mkdir -p bench/results
 # hickory's path on tokio's multi-thread runtime (as failoverd runs) and on a current-thread one.
 for server in hickory-multi hickory-current failoverd; do
   if [ "${server#hickory-}" != "$server" ]; then
-    taskset -c 0 target/release/examples/hickory_udp "$work/config.yaml" "127.0.0.36:$port" "${server#hickory-}" 2> "$work/$server.log" &
+    "${on_server[@]}" target/release/examples/hickory_udp "$work/config.yaml" "127.0.0.36:$port" "${server#hickory-}" 2> "$work/$server.log" &
   else
-    taskset -c 0 env RUST_LOG=warn target/release/failoverd run --config "$work/config.yaml" --state-dir "$work/state" > "$work/$server.log" 2>&1 &
+    "${on_server[@]}" env RUST_LOG=warn target/release/failoverd run --config "$work/config.yaml" --state-dir "$work/state" > "$work/$server.log" 2>&1 &
   fi
   pid=$!
   pids+=("$pid")
@@ -72,7 +78,7 @@ for server in hickory-multi hickory-current failoverd; do
   [ $ready = yes ] || { echo "$server did not answer:"; cat "$work/$server.log"; exit 1; }
   for run in $(seq 1 "$runs"); do
     before=$(tail -1 "$work/$server.log" | awk '/send_failures/ {print $4}')
-    out=$(taskset -c 1 dnsperf -s 127.0.0.36 -p $port -d "$work/q" -l "$secs" -c 4 -q 200 -t 2 -v 2>&1 | grep -v '^> ' || true)
+    out=$("${on_client[@]}" dnsperf -s 127.0.0.36 -p $port -d "$work/q" -l "$secs" -c 4 -q 200 -t 2 -v 2>&1 | grep -v '^> ' || true)
     sleep 1.1 # one more line of counters from hickory_udp
     after=$(tail -1 "$work/$server.log" | awk '/send_failures/ {print $4}')
     qps=$(awk '/Queries per second/ {printf "%.0f", $4}' <<< "$out")
