@@ -415,11 +415,9 @@ fn a_bad_config_exits_2_naming_the_key_and_an_occupied_port_exits_1() {
     let backends = Backend::group(&["127.0.8.2"]);
     let yaml = config(&backends, taken.local_addr().unwrap(), "");
     let path = common::write_file(dir.path(), "ok.yaml", &yaml);
-    let out = std::process::Command::new(common::binary())
-        .args(["run", "--state-dir"])
+    let out = common::command("run", &path)
+        .arg("--state-dir")
         .arg(dir.path().join("state"))
-        .arg("--config")
-        .arg(&path)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

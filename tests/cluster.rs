@@ -248,9 +248,7 @@ fn a_missing_secret_is_a_configuration_error() {
         "c.yaml",
         &config(&backends, 0, ports, "majority"),
     );
-    let out = Command::new(binary())
-        .args(["run", "--config"])
-        .arg(&path)
+    let out = common::command("run", &path)
         .arg("--state-dir")
         .arg(dir.path().join("state"))
         .env_remove("FAILOVERD_CLUSTER_SECRET")

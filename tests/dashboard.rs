@@ -500,9 +500,7 @@ fn a_taken_dashboard_address_stops_the_start_with_a_clear_message() {
     let config_path = dir.path().join("config.yaml");
     std::fs::write(&config_path, config(&backends, dns, dashboard)).unwrap();
     let out = run_bounded(
-        Command::new(binary())
-            .args(["run", "--config"])
-            .arg(&config_path)
+        common::command("run", &config_path)
             .arg("--state-dir")
             .arg(dir.path().join("state")),
         Duration::from_secs(20),
@@ -536,11 +534,7 @@ fn failoverd_status_prints_the_tables_and_fails_clearly_without_an_agent() {
     let config_path = agent.config_path.clone();
     let status = |extra: &[&str]| {
         run_bounded(
-            Command::new(binary())
-                .arg("status")
-                .args(["--config"])
-                .arg(&config_path)
-                .args(extra),
+            common::command("status", &config_path).args(extra),
             Duration::from_secs(20),
         )
     };

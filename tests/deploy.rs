@@ -42,8 +42,7 @@ fn node_config(
 }
 
 fn verify(config: &std::path::Path, server: Option<SocketAddr>) -> (Option<i32>, String) {
-    let mut cmd = Command::new(binary());
-    cmd.arg("verify").arg("--config").arg(config);
+    let mut cmd = common::command("verify", config);
     if let Some(s) = server {
         cmd.args(["--server", &s.to_string()]);
     }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{AgentProcess, Backend, binary, dig, dns_addr, free_port, wait_until};
+use common::{AgentProcess, Backend, dig, dns_addr, free_port, wait_until};
 
 const ZONE: &str = "ha.example.com";
 /// The interpreter that has aiosmtpd (Debian's python3-aiosmtpd); `python3` on PATH may not.
@@ -338,9 +338,7 @@ fn a_missing_or_bad_password_variable_is_a_config_error_at_start() {
     let notify = "notify:\n  email:\n    smtp: { host: 127.0.53.250, port: 2525, tls: none, username: failoverd,\n\
                   \x20           password_env: FAILOVERD_TEST_UNSET_PASSWORD_53 }\n    from: failoverd@example.com\n    to: [ops@example.com]\n";
     let path = common::write_file(dir.path(), "config.yaml", &config(&backends, dns, notify));
-    let out = Command::new(binary())
-        .args(["run", "--config"])
-        .arg(&path)
+    let out = common::command("run", &path)
         .arg("--state-dir")
         .arg(dir.path().join("state"))
         .env_remove("FAILOVERD_TEST_UNSET_PASSWORD_53")
@@ -370,11 +368,7 @@ fn a_missing_or_bad_password_variable_is_a_config_error_at_start() {
     // A name that cannot be a variable is refused already by check-config.
     let bad = notify.replace("FAILOVERD_TEST_UNSET_PASSWORD_53", "\"smtp password\"");
     let path = common::write_file(dir.path(), "bad.yaml", &config(&backends, dns, &bad));
-    let out = Command::new(binary())
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = common::command("check-config", &path).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
@@ -389,11 +383,7 @@ fn a_missing_or_bad_password_variable_is_a_config_error_at_start() {
         "password: hunter2-very-secret",
     );
     let path = common::write_file(dir.path(), "inline.yaml", &config(&backends, dns, &inline));
-    let out = Command::new(binary())
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = common::command("check-config", &path).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
@@ -403,9 +393,7 @@ fn a_missing_or_bad_password_variable_is_a_config_error_at_start() {
 
     // With the variable set, check-config names it and never shows the value.
     let path = common::write_file(dir.path(), "ok.yaml", &config(&backends, dns, notify));
-    let out = Command::new(binary())
-        .args(["check-config", "--config"])
-        .arg(&path)
+    let out = common::command("check-config", &path)
         .env("FAILOVERD_TEST_UNSET_PASSWORD_53", "hunter2-very-secret")
         .output()
         .unwrap();
@@ -569,13 +557,7 @@ fn notify_test_reports_success_and_a_clear_failure() {
         "config.yaml",
         &config(&backends, dns, &email_section(smtp.addr, "10s")),
     );
-    let run = || {
-        Command::new(binary())
-            .args(["notify-test", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap()
-    };
+    let run = || common::command("notify-test", &path).output().unwrap();
 
     let ok = run();
     let stdout = String::from_utf8_lossy(&ok.stdout);
@@ -769,9 +751,7 @@ fn mail_goes_out_over_starttls_and_implicit_tls_with_auth_trusting_a_private_ca(
                 "config.yaml",
                 &config(&backends, dns, &email(ca_line)),
             );
-            let out = Command::new(binary())
-                .args(["notify-test", "--config"])
-                .arg(&path)
+            let out = common::command("notify-test", &path)
                 .env("FAILOVERD_TEST_SMTP_PASSWORD", password)
                 .output()
                 .unwrap();
@@ -873,11 +853,7 @@ fn a_stalled_smtp_server_fails_the_attempt_after_the_timeout() {
     );
     let path = common::write_file(dir.path(), "config.yaml", &config(&backends, dns, &email));
     let started = Instant::now();
-    let out = Command::new(binary())
-        .args(["notify-test", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = common::command("notify-test", &path).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(

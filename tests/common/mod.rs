@@ -19,6 +19,13 @@ pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_failoverd"))
 }
 
+/// `failoverd SUBCOMMAND --config CONFIG`, ready for more arguments, `env` and `output`.
+pub fn command(subcommand: &str, config: &Path) -> Command {
+    let mut command = Command::new(binary());
+    command.arg(subcommand).arg("--config").arg(config);
+    command
+}
+
 /// Polls `check` every 50 ms until it returns true; panics with `what` after `deadline`.
 pub fn wait_until(deadline: Duration, what: &str, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
