@@ -83,6 +83,10 @@ pub enum AgentError {
         source: std::io::Error,
     },
     #[error(
+        "cannot start the thread that answers DNS over UDP: {source} (the system is out of threads or memory)"
+    )]
+    DnsThread { source: std::io::Error },
+    #[error(
         "cannot listen for the dashboard on {addr}: {source} (set dashboard.listen to a free loopback address such as 127.0.0.1:8081; ports below 1024 need CAP_NET_BIND_SERVICE)"
     )]
     DashboardBind {
@@ -258,7 +262,9 @@ impl Agent {
             notifier,
         } = self;
         let addrs = sockets.local_addrs();
-        let mut server = sockets.serve(published.zone.clone(), published.dns_queries.clone());
+        let mut server = sockets
+            .serve(published.zone.clone(), published.dns_queries.clone())
+            .map_err(|source| AgentError::DnsThread { source })?;
         let server_token = server.shutdown_token().clone();
         let mut server_task = tokio::spawn(async move { server.block_until_done().await });
         info!(

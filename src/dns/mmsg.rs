@@ -102,7 +102,9 @@ impl Default for Inbox {
 }
 
 impl Inbox {
-    /// Receives up to `BATCH` datagrams without blocking; `WouldBlock` when there are none.
+    /// Receives up to `BATCH` datagrams, waiting only for the first (`MSG_WAITFORONE`): on a
+    /// blocking socket until one comes or the socket's read timeout passes (`WouldBlock`), on a
+    /// non-blocking one not at all.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         for addr in self.addrs.iter_mut() {
             addr.len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -116,7 +118,7 @@ impl Inbox {
                 fd,
                 msgs.as_mut_ptr(),
                 BATCH as libc::c_uint,
-                libc::MSG_DONTWAIT,
+                libc::MSG_WAITFORONE,
                 std::ptr::null_mut(),
             )
         };
@@ -167,13 +169,15 @@ impl Outbox {
         self.len -= 1;
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.sent == self.len
     }
 
-    /// Sends what is not sent yet, without blocking; `WouldBlock` when the socket is full
-    /// (call again once writable). Datagrams the kernel refuses outright (an unreachable
-    /// destination…) are skipped: a DNS server does not retry answers.
+    /// Sends what is not sent yet. While the socket's send buffer is full, a blocking socket
+    /// waits (up to its write timeout) and a non-blocking one returns; either way `WouldBlock`
+    /// then means the rest is still unsent. Datagrams the kernel refuses outright (an
+    /// unreachable destination…) are skipped: a DNS server does not retry answers.
     pub fn send(&mut self, fd: RawFd) -> io::Result<()> {
         while self.sent < self.len {
             let pending = self.sent..self.len;
@@ -181,14 +185,7 @@ impl Outbox {
             let mut msgs = headers(&mut iov, &mut self.addrs[pending]);
             // SAFETY: every mmsghdr points at a live buffer and address of `self` for the
             // duration of the call; the kernel only reads them.
-            let n = unsafe {
-                libc::sendmmsg(
-                    fd,
-                    msgs.as_mut_ptr(),
-                    msgs.len() as libc::c_uint,
-                    libc::MSG_DONTWAIT,
-                )
-            };
+            let n = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), msgs.len() as libc::c_uint, 0) };
             if n < 0 {
                 let error = io::Error::last_os_error();
                 if error.kind() == io::ErrorKind::WouldBlock
@@ -203,9 +200,14 @@ impl Outbox {
             }
             self.sent += n as usize;
         }
+        self.discard();
+        Ok(())
+    }
+
+    /// Forgets every response not sent yet.
+    pub fn discard(&mut self) {
         self.len = 0;
         self.sent = 0;
-        Ok(())
     }
 }
 

@@ -21,7 +21,7 @@ use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 
 pub use zone::Zone;
 
@@ -183,7 +183,8 @@ async fn send<'a, R: ResponseHandler>(
 
 /// The DNS sockets, bound before anything serves.
 pub struct DnsSockets {
-    udp: Vec<UdpSocket>,
+    /// Blocking, with read and write timeouts: each is served by a thread of its own.
+    udp: Vec<std::net::UdpSocket>,
     tcp: Vec<TcpListener>,
 }
 
@@ -203,7 +204,12 @@ impl DnsSockets {
                 .unwrap_or(addr);
             let t = bind_socket(tcp_addr, Type::STREAM).map_err(|e| (tcp_addr, e))?;
             t.listen(1024).map_err(|e| (tcp_addr, e))?;
-            udp.push(UdpSocket::from_std(u.into()).map_err(|e| (addr, e))?);
+            u.set_nonblocking(false).map_err(|e| (addr, e))?;
+            u.set_read_timeout(Some(udp::SHUTDOWN_CHECK))
+                .map_err(|e| (addr, e))?;
+            u.set_write_timeout(Some(udp::SEND_LIMIT))
+                .map_err(|e| (addr, e))?;
+            udp.push(u.into());
             tcp.push(TcpListener::from_std(t.into()).map_err(|e| (addr, e))?);
         }
         Ok(Self { udp, tcp })
@@ -217,29 +223,38 @@ impl DnsSockets {
             .collect()
     }
 
-    /// Starts serving; the returned server stops with `shutdown_gracefully`. Responses are
-    /// counted into `queries`.
+    /// Starts serving, from within the tokio runtime; the returned server stops with
+    /// `shutdown_gracefully`. Responses are counted into `queries`. Fails only if a thread
+    /// cannot be started.
     pub fn serve(
         self,
         zone: Arc<ArcSwap<Zone>>,
         queries: Arc<QueryCounters>,
-    ) -> Server<ZoneHandler> {
+    ) -> io::Result<Server<ZoneHandler>> {
         let mut server = Server::new(ZoneHandler::with_counters(zone.clone(), queries.clone()));
-        // UDP is answered by our own loop (prebuilt answers, see `udp`); it stops with the
-        // server's shutdown token. hickory serves TCP.
+        // UDP is answered by our own loop (prebuilt answers, see `udp`), a thread per socket;
+        // it stops with the server's shutdown token. hickory serves TCP.
         let shutdown = server.shutdown_token().clone();
+        let runtime = tokio::runtime::Handle::current();
         for socket in self.udp {
-            tokio::spawn(udp::serve(
-                socket,
+            let name = match socket.local_addr() {
+                Ok(addr) => format!("dns-udp {addr}"),
+                Err(_) => "dns-udp".to_string(),
+            };
+            let (zone, queries, shutdown, runtime) = (
                 zone.clone(),
                 queries.clone(),
                 shutdown.clone(),
-            ));
+                runtime.clone(),
+            );
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(move || udp::serve(socket, zone, queries, shutdown, runtime))?;
         }
         for listener in self.tcp {
             server.register_listener(listener, TCP_IDLE_TIMEOUT, 65_535);
         }
-        server
+        Ok(server)
     }
 }
 

@@ -15,7 +15,7 @@ use hickory_server::server::{Request, RequestHandler};
 use super::respond::respond;
 use super::udp::Capture;
 use super::zone::{Zone, build};
-use super::{EDNS_PAYLOAD, ZoneHandler, bind_socket};
+use super::{DnsSockets, EDNS_PAYLOAD, QueryCounters, ZoneHandler, bind_socket};
 use crate::config::{Config, parse};
 use crate::decide::{Decision, Reason};
 use socket2::Type;
@@ -464,4 +464,61 @@ fn udp_sockets_send_with_dont_fragment_and_tcp_is_left_alone() {
         int_option(tcp.as_raw_fd(), libc::IPPROTO_IP, libc::IP_MTU_DISCOVER),
         libc::IP_PMTUDISC_PROBE
     );
+}
+
+/// One query over real UDP to `server`; the decoded answer.
+async fn ask_over_udp(
+    client: &tokio::net::UdpSocket,
+    server: SocketAddr,
+    message: &Message,
+) -> Message {
+    client
+        .send_to(&message.to_vec().unwrap(), server)
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let (n, from) = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        client.recv_from(&mut buf),
+    )
+    .await
+    .expect("an answer within 5 s")
+    .unwrap();
+    assert_eq!(from, server);
+    Message::from_vec(&buf[..n]).unwrap()
+}
+
+#[tokio::test]
+async fn udp_answers_from_its_thread_both_paths_and_frees_the_port_at_shutdown() {
+    let sockets = DnsSockets::bind(&["127.0.0.1:0".parse().unwrap()]).unwrap();
+    let addr = sockets.local_addrs()[0];
+    let counters = Arc::new(QueryCounters::default());
+    let mut server = sockets
+        .serve(Arc::new(ArcSwap::from_pointee(zone())), counters.clone())
+        .unwrap();
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+
+    // The prebuilt answer, then a name outside the zone through the hickory handler.
+    let r = ask_over_udp(&client, addr, &query("app.ha.example.com.", RecordType::A)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(
+        r.answers[0].data,
+        RData::A("192.0.2.1".parse::<std::net::Ipv4Addr>().unwrap().into())
+    );
+    let r = ask_over_udp(&client, addr, &query("example.org.", RecordType::A)).await;
+    assert_eq!(r.metadata.response_code, ResponseCode::Refused);
+    let counted = counters.snapshot();
+    assert!(counted.contains(&("NOERROR".to_string(), 1)), "{counted:?}");
+    assert!(counted.contains(&("REFUSED".to_string(), 1)), "{counted:?}");
+
+    // After shutdown the thread lets go of the socket: the address can be bound again.
+    server.shutdown_gracefully().await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while std::net::UdpSocket::bind(addr).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{addr} still held after shutdown"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

@@ -31,9 +31,8 @@ use hickory_server::net::{NetError, xfer::Protocol};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponse;
 use std::os::fd::AsRawFd;
+use std::time::Duration;
 
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 use super::mmsg::{Inbox, Outbox};
@@ -273,13 +272,22 @@ fn label_boundary(name: &[u8], at: usize) -> bool {
     i == at
 }
 
-/// Serves one UDP socket until `shutdown`: a batch of queries in, their answers out, one system
-/// call each way (see `mmsg`).
-pub(super) async fn serve(
-    socket: UdpSocket,
+/// How often a DNS thread waiting for queries looks at the shutdown token.
+pub(super) const SHUTDOWN_CHECK: Duration = Duration::from_millis(100);
+/// How long a full send buffer may hold a batch of answers before they are dropped.
+pub(super) const SEND_LIMIT: Duration = Duration::from_secs(1);
+
+/// Serves one UDP socket until `shutdown`, on a thread of its own: a batch of queries in, their
+/// answers out, one system call each way (see `mmsg`). The socket is blocking, so an idle loop
+/// sleeps in `recvmmsg` as gdnsd's and NSD's do. The same loop as a tokio task answered about
+/// 10 % fewer queries per core (an `epoll_wait`, an empty `recvmmsg` and a task wake-up each
+/// time the queue ran dry). `runtime` runs the slow path, which does no I/O of its own.
+pub(super) fn serve(
+    socket: std::net::UdpSocket,
     zone: Arc<ArcSwap<Zone>>,
     queries: Arc<QueryCounters>,
     shutdown: CancellationToken,
+    runtime: tokio::runtime::Handle,
 ) {
     let handler = ZoneHandler::with_counters(zone.clone(), queries.clone());
     let fd = socket.as_raw_fd();
@@ -287,33 +295,17 @@ pub(super) async fn serve(
     let mut outbox = Outbox::default();
     let mut name = Vec::with_capacity(256);
     let mut table = Table::build(zone.load_full());
-    let mut batches = 0u32;
-    loop {
-        let received = match socket.try_io(Interest::READABLE, || inbox.recv(fd)) {
+    while !shutdown.is_cancelled() {
+        let received = match inbox.recv(fd) {
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                tokio::select! {
-                    ready = socket.readable() => if let Err(error) = ready {
-                        tracing::error!(%error, "DNS UDP socket failed");
-                        return;
-                    },
-                    () = shutdown.cancelled() => return,
-                }
-                continue;
-            }
+            // The read timeout (`SHUTDOWN_CHECK`) passed without a query.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(error) => {
                 // ICMP errors from earlier sends surface here; the socket itself is fine.
                 tracing::debug!(%error, "receiving on the DNS UDP socket");
                 continue;
             }
         };
-        batches = batches.wrapping_add(1);
-        if batches.is_multiple_of(64) {
-            if shutdown.is_cancelled() {
-                return;
-            }
-            tokio::task::yield_now().await;
-        }
         {
             let current = zone.load();
             if !Arc::ptr_eq(&current, &table.zone) {
@@ -337,25 +329,18 @@ pub(super) async fn serve(
                 continue;
             }
             outbox.cancel();
-            if let Some(bytes) = slow(&handler, query, src).await {
+            if let Some(bytes) = runtime.block_on(slow(&handler, query, src)) {
                 *outbox.next(from) = bytes;
             }
         }
-        while !outbox.is_empty() {
-            match socket.try_io(Interest::WRITABLE, || outbox.send(fd)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    tokio::select! {
-                        ready = socket.writable() => if let Err(error) = ready {
-                            tracing::error!(%error, "DNS UDP socket failed");
-                            return;
-                        },
-                        () = shutdown.cancelled() => return,
-                    }
-                }
+        loop {
+            match outbox.send(fd) {
+                Ok(()) => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => {
-                    tracing::debug!(%error, "could not send DNS responses");
+                    // `SEND_LIMIT` passed with the send buffer still full: clients will retry.
+                    tracing::debug!(%error, "could not send DNS responses; dropped");
+                    outbox.discard();
                     break;
                 }
             }
