@@ -237,10 +237,6 @@ impl DnsSockets {
         let shutdown = server.shutdown_token().clone();
         let runtime = tokio::runtime::Handle::current();
         for socket in self.udp {
-            let name = match socket.local_addr() {
-                Ok(addr) => format!("dns-udp {addr}"),
-                Err(_) => "dns-udp".to_string(),
-            };
             let (zone, queries, shutdown, runtime) = (
                 zone.clone(),
                 queries.clone(),
@@ -248,7 +244,7 @@ impl DnsSockets {
                 runtime.clone(),
             );
             std::thread::Builder::new()
-                .name(name)
+                .name("dns-udp".into())
                 .spawn(move || udp::serve(socket, zone, queries, shutdown, runtime))?;
         }
         for listener in self.tcp {

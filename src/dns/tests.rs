@@ -489,7 +489,7 @@ async fn ask_over_udp(
 }
 
 #[tokio::test]
-async fn udp_answers_from_its_thread_both_paths_and_frees_the_port_at_shutdown() {
+async fn udp_answers_from_a_lower_priority_thread_both_paths_and_frees_the_port_at_shutdown() {
     let sockets = DnsSockets::bind(&["127.0.0.1:0".parse().unwrap()]).unwrap();
     let addr = sockets.local_addrs()[0];
     let counters = Arc::new(QueryCounters::default());
@@ -510,6 +510,28 @@ async fn udp_answers_from_its_thread_both_paths_and_frees_the_port_at_shutdown()
     let counted = counters.snapshot();
     assert!(counted.contains(&("NOERROR".to_string(), 1)), "{counted:?}");
     assert!(counted.contains(&("REFUSED".to_string(), 1)), "{counted:?}");
+
+    // The answering thread gives way to health checks when the CPU is short.
+    let nice = |stat_path: std::path::PathBuf| -> i32 {
+        let stat = std::fs::read_to_string(stat_path).unwrap();
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        after_name.split(' ').nth(16).unwrap().parse().unwrap()
+    };
+    let base = nice("/proc/thread-self/stat".into());
+    let dns_threads: Vec<i32> = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| {
+            let dir = task.ok()?.path();
+            let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+            (comm.trim() == "dns-udp").then(|| nice(dir.join("stat")))
+        })
+        .collect();
+    assert!(!dns_threads.is_empty(), "no dns-udp thread");
+    let expected = (base + super::udp::DNS_NICE).min(19);
+    assert!(
+        dns_threads.iter().all(|&n| n == expected),
+        "{dns_threads:?}, expected {expected}"
+    );
 
     // After shutdown the thread lets go of the socket: the address can be bound again.
     server.shutdown_gracefully().await.unwrap();
