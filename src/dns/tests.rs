@@ -518,20 +518,31 @@ async fn udp_answers_from_a_lower_priority_thread_both_paths_and_frees_the_port_
         after_name.split(' ').nth(16).unwrap().parse().unwrap()
     };
     let base = nice("/proc/thread-self/stat".into());
-    let dns_threads: Vec<i32> = std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|task| {
-            let dir = task.ok()?.path();
-            let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
-            (comm.trim() == "dns-udp").then(|| nice(dir.join("stat")))
-        })
-        .collect();
-    assert!(!dns_threads.is_empty(), "no dns-udp thread");
     let expected = (base + super::udp::DNS_NICE).min(19);
-    assert!(
-        dns_threads.iter().all(|&n| n == expected),
-        "{dns_threads:?}, expected {expected}"
-    );
+    let dns_thread_nices = || -> Vec<i32> {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|task| {
+                let dir = task.ok()?.path();
+                let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+                (comm.trim() == "dns-udp").then(|| nice(dir.join("stat")))
+            })
+            .collect()
+    };
+    // Our thread has answered, so it has lowered its priority; a dns-udp thread another test
+    // has just started may not have yet, hence the wait.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let found = dns_thread_nices();
+        if !found.is_empty() && found.iter().all(|&n| n == expected) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "dns-udp threads at nice {found:?}, expected {expected}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 
     // After shutdown the thread lets go of the socket: the address can be bound again.
     server.shutdown_gracefully().await.unwrap();
