@@ -18,14 +18,8 @@ fi
 cargo build --release --quiet
 bin=target/release/failoverd
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 # Two backends: python's http.server on 127.0.0.21 and .22 (one port each, same number).
 port=18480

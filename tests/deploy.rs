@@ -397,14 +397,19 @@ fn every_script_passes_shellcheck() {
         .filter(|p| {
             p.is_file()
                 && std::fs::read_to_string(p).is_ok_and(|t| {
-                    t.starts_with("#!/usr/bin/env bash") || t.starts_with("#!/bin/sh")
+                    t.starts_with("#!/usr/bin/env bash")
+                        || t.starts_with("#!/bin/sh")
+                        || t.contains("# shellcheck shell=bash") // sourced, e.g. bench/lib.sh
                 })
         })
         .map(|p| p.display().to_string())
         .collect();
     assert!(scripts.len() >= 3, "{scripts:?}");
+    // -x from the repository's root: `source bench/lib.sh` is followed and checked too.
     let out = Command::new("shellcheck")
+        .arg("-x")
         .args(&scripts)
+        .current_dir(dir)
         .output()
         .expect("shellcheck (scripts/test.sh installs it)");
     assert!(
