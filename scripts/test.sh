@@ -21,6 +21,10 @@ command -v useradd >/dev/null 2>&1 || need+=(passwd)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# tests/systemd.rs: the unit under a real systemd, booted with systemd-nspawn on a Debian rootfs
+# that mmdebstrap builds once from this machine's mirror (cached in /var/cache/systemd-recipe).
+command -v systemd-nspawn >/dev/null 2>&1 || need+=(systemd-container)
+command -v mmdebstrap >/dev/null 2>&1 || need+=(mmdebstrap)
 
 if ((${#need[@]})); then
   echo "scripts/test.sh: installing ${need[*]}" >&2

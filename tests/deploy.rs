@@ -306,7 +306,7 @@ fn install_into_a_staging_root_runs_upgrades_in_place_and_uninstalls_cleanly() {
         "ReadWritePaths=/var/lib/failoverd",
         "NoNewPrivileges=yes",
         "Restart=on-failure",
-        "ExecReload=/bin/kill -HUP $MAINPID",
+        "ExecReload=/bin/sh -c \"kill -HUP ${MAINPID}\"",
     ] {
         assert!(unit.contains(directive), "unit has {directive}");
     }
@@ -386,7 +386,7 @@ fn nix_is_root() -> bool {
 #[test]
 fn every_script_passes_shellcheck() {
     let dir = env!("CARGO_MANIFEST_DIR");
-    let scripts: Vec<String> = ["scripts", "bench", ".ci"]
+    let scripts: Vec<String> = ["scripts", "bench", ".ci", "tests/systemd"]
         .iter()
         .flat_map(|d| {
             std::fs::read_dir(format!("{dir}/{d}"))
@@ -522,4 +522,172 @@ fn sighup_reloads_keeps_state_refuses_a_broken_file_and_moves_the_serial_only_on
         "a removed name is gone"
     );
     assert_eq!(agent.terminate(), Some(0), "SIGTERM still stops it cleanly");
+}
+
+/// The agent's config for the sandbox tests: one node at `backend`, DNS on every `dns` address.
+fn sandbox_config(backend: &Backend, dns: &[SocketAddr], check: &str) -> String {
+    let listen: Vec<String> = dns.iter().map(|a| format!("\"{a}\"")).collect();
+    format!(
+        "zone: {ZONE}\nself: node1\ndns: {{ listen: [{}], ttl: 5s }}\ndashboard: {{ listen: \"{}:0\" }}\n\
+         defaults: {{ interval: 300ms, retry_interval: 100ms, timeout: 80ms }}\n\
+         nodes:\n  - {{ id: node1, address: {}, priority: 10 }}\n\
+         checks:\n  - {{ id: web, {check} }}\nhostnames:\n  - {{ name: app, checks: [web] }}\n",
+        listen.join(", "),
+        backend.ip,
+        backend.ip,
+    )
+}
+
+/// Makes `command`'s process run under a seccomp filter that fails `setpriority` with EPERM, as
+/// systemd's `SystemCallFilter=` with `SystemCallErrorNumber=EPERM` does for a denied call.
+fn deny_setpriority(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let errno = libc::SECCOMP_RET_ERRNO | (libc::EPERM as u32 & libc::SECCOMP_RET_DATA);
+    let insn = |code: u32, jt: u8, jf: u8, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
+    };
+    let program = [
+        // A = the system call number (offset 0 of struct seccomp_data)
+        insn(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0),
+        insn(
+            libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+            0,
+            1,
+            libc::SYS_setpriority as u32,
+        ),
+        insn(libc::BPF_RET | libc::BPF_K, 0, 0, errno),
+        insn(libc::BPF_RET | libc::BPF_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ];
+    // SAFETY: between fork and exec only two prctl calls run (async-signal-safe system calls);
+    // the program was built before the fork and outlives the call. The filter is inherited by
+    // the exec'd binary and every thread it starts.
+    unsafe {
+        command.pre_exec(move || {
+            let fprog = libc::sock_fprog {
+                len: program.len() as u16,
+                filter: program.as_ptr() as *mut libc::sock_filter,
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &fprog as *const libc::sock_fprog,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn a_sandbox_that_denies_setpriority_gets_one_warning_and_a_running_agent() {
+    let backend = Backend::group(&["127.0.91.1"]).remove(0);
+    let dns_ip = ["127.0.91.2", "127.0.91.3"];
+    let port = free_port(&dns_ip);
+    let dns: Vec<SocketAddr> = dns_ip
+        .iter()
+        .map(|ip| format!("{ip}:{port}").parse().unwrap())
+        .collect();
+    let check = format!(
+        "type: http, url: \"http://{{address}}:{}/login\"",
+        backend.http_port
+    );
+    let mut launcher = Command::new(binary());
+    deny_setpriority(&mut launcher);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let mut agent = AgentProcess::start_with(
+        launcher,
+        dir,
+        state,
+        &sandbox_config(&backend, &dns, &check),
+        dns[0],
+    );
+    agent.wait_ready(&format!("app.{ZONE}"));
+    // Both DNS sockets answer: their threads ran on past the denied call.
+    for addr in &dns {
+        assert_eq!(
+            dig(*addr, &format!("app.{ZONE}"), "A", &[]).answers,
+            ["127.0.91.1"]
+        );
+    }
+    let log = agent.log_text();
+    let warning = "could not lower the DNS threads' priority";
+    assert_eq!(
+        log.matches(warning).count(),
+        1,
+        "one warning for two DNS threads:\n{log}"
+    );
+    assert!(log.contains("Operation not permitted"), "{log}");
+    assert!(log.contains("SystemCallFilter=setpriority"), "{log}");
+}
+
+#[test]
+fn without_system_ca_certificates_http_checks_run_and_an_https_check_names_what_is_missing() {
+    // rustls-native-certs reads only SSL_CERT_FILE/SSL_CERT_DIR when they are set: pointed at an
+    // empty file and an empty directory, this machine has no CA certificates.
+    let empty = tempfile::tempdir().unwrap();
+    let no_certs = common::write_file(empty.path(), "empty.pem", "");
+    let no_cert_dir = empty.path().join("certs");
+    std::fs::create_dir(&no_cert_dir).unwrap();
+    let without_roots = || {
+        let mut command = Command::new(binary());
+        command
+            .env("SSL_CERT_FILE", &no_certs)
+            .env("SSL_CERT_DIR", &no_cert_dir);
+        command
+    };
+    let backend = Backend::group(&["127.0.92.1"]).remove(0);
+    let dns = common::dns_addr("127.0.92.2");
+    let http = format!(
+        "type: http, url: \"http://{{address}}:{}/login\"",
+        backend.http_port
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let mut agent = AgentProcess::start_with(
+        without_roots(),
+        dir,
+        state,
+        &sandbox_config(&backend, &[dns], &http),
+        dns,
+    );
+    agent.wait_ready(&format!("app.{ZONE}"));
+    assert_eq!(
+        dig(dns, &format!("app.{ZONE}"), "A", &[]).answers,
+        ["127.0.92.1"]
+    );
+    drop(agent);
+
+    // An https check that verifies certificates cannot work: the agent says why and what to do.
+    let https = "type: https, url: \"https://{address}:9/\"";
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::write_file(
+        dir.path(),
+        "config.yaml",
+        &sandbox_config(&backend, &[dns], https),
+    );
+    let out = without_roots()
+        .args(["run", "--config"])
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for words in [
+        "check web on node node1: cannot set up certificate verification",
+        "no CA certificates",
+        "apt-get install ca-certificates",
+        "SSL_CERT_FILE",
+        "tls_verify: false",
+    ] {
+        assert!(stderr.contains(words), "{words:?} in: {stderr}");
+    }
 }

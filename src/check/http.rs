@@ -5,16 +5,20 @@ use std::net::{IpAddr, SocketAddr};
 use reqwest::header::{HOST, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, Url, redirect};
 
-use super::{describe_error, url_host};
+use super::{describe_error, no_roots_hint, url_host};
 use crate::config::HttpCheck;
 
 /// The shared HTTP clients: one that verifies certificates, one that does not.
 ///
 /// Every probe opens a fresh connection (no idle pool): a server that stops accepting new
 /// connections must fail its check even if an old keep-alive connection still works.
+///
+/// The verifying client needs the system's CA certificates, which a minimal host may not have:
+/// its failure is kept and reported only by an https check that verifies. Plain http checks never
+/// speak TLS (redirects are not followed), so they use the client that needs no roots.
 #[derive(Debug, Clone)]
 pub struct HttpClients {
-    verified: Client,
+    verified: Result<Client, String>,
     unverified: Client,
 }
 
@@ -23,10 +27,26 @@ impl HttpClients {
         // reqwest is built without a default crypto provider: use ring, once per process.
         let _ = rustls::crypto::ring::default_provider().install_default();
         Ok(Self {
-            verified: builder(true).build().map_err(|e| e.to_string())?,
-            unverified: builder(false).build().map_err(|e| e.to_string())?,
+            verified: builder(true).build().map_err(verifier_error),
+            unverified: builder(false).build().map_err(|e| describe_error(&e))?,
         })
     }
+
+    fn verified(&self) -> Result<Client, String> {
+        self.verified.clone()
+    }
+}
+
+/// Why no client that verifies certificates could be built, and what to do about it.
+fn verifier_error(error: reqwest::Error) -> String {
+    let words = describe_error(&error);
+    let hint = no_roots_hint(&words);
+    let or = if hint.is_empty() {
+        ""
+    } else {
+        "; or set tls_verify: false on this check"
+    };
+    format!("cannot set up certificate verification: {words}{hint}{or}")
 }
 
 fn builder(verify: bool) -> reqwest::ClientBuilder {
@@ -77,16 +97,16 @@ impl HttpProbe {
                 builder(check.tls_verify)
                     .resolve(host_only, SocketAddr::new(ip, port))
                     .build()
-                    .map_err(|e| e.to_string())?
+                    .map_err(verifier_error)?
             }
             (Some(host), false) => {
                 headers.insert(
                     HOST,
                     HeaderValue::from_str(host).map_err(|e| e.to_string())?,
                 );
-                clients.verified.clone()
+                clients.unverified.clone()
             }
-            (None, _) if check.tls_verify => clients.verified.clone(),
+            (None, true) if check.tls_verify => clients.verified()?,
             (None, _) => clients.unverified.clone(),
         };
         Ok(Self {

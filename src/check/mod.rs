@@ -86,6 +86,19 @@ pub fn describe_error(error: &(dyn std::error::Error + 'static)) -> String {
     deepest
 }
 
+/// What to do when a verifying TLS client cannot be built because this machine has no CA
+/// certificates (rustls-platform-verifier reads them from /etc/ssl/certs, or from
+/// `SSL_CERT_FILE`/`SSL_CERT_DIR` when set); empty for any other failure.
+pub fn no_roots_hint(words: &str) -> &'static str {
+    if words.contains("No CA certificates were loaded") {
+        " (this machine has no CA certificates to verify TLS servers with: install them (Debian: \
+         `apt-get install ca-certificates`, which fills /etc/ssl/certs), or point SSL_CERT_FILE at \
+         a PEM bundle)"
+    } else {
+        ""
+    }
+}
+
 /// Short names for the I/O failures operators see most.
 pub fn io_words(error: &std::io::Error) -> Option<&'static str> {
     use std::io::ErrorKind::*;

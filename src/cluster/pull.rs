@@ -30,6 +30,8 @@ pub async fn run(
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("failoverd/", env!("CARGO_PKG_VERSION"), " (peer)"))
+        // Peers speak plain HTTP: no CA roots, so a machine without ca-certificates builds it.
+        .tls_certs_only([])
         .build()
     {
         Ok(c) => c,

@@ -43,6 +43,8 @@ fn local_client() -> Result<reqwest::Client, reqwest::Error> {
         .no_proxy()
         .timeout(TIMEOUT)
         .user_agent(concat!("failoverd/", env!("CARGO_PKG_VERSION"), " (cli)"))
+        // Plain HTTP to this machine: no CA roots, so it works without ca-certificates.
+        .tls_certs_only([])
         .build()
 }
 

@@ -20,6 +20,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -285,8 +286,11 @@ pub(super) const SEND_LIMIT: Duration = Duration::from_secs(1);
 /// bench/results/dns-thread-nice-2026-11-29T1655Z.md.
 pub(super) const DNS_NICE: libc::c_int = 5;
 
-/// Lowers the calling thread's priority by `DNS_NICE`; the thread runs on if it cannot.
-fn lower_priority() {
+/// Set by the first DNS thread that could not lower its priority, so the warning comes once.
+static PRIORITY_WARNED: AtomicBool = AtomicBool::new(false);
+
+/// Lowers the calling thread's priority by `DNS_NICE`.
+fn lower_priority() -> io::Result<()> {
     // On Linux a nice value belongs to a thread, and `nice` changes the caller's. It returns
     // the new value, which may be -1, so errno tells failure apart.
     // SAFETY: system calls on the calling thread; errno is thread-local.
@@ -295,7 +299,27 @@ fn lower_priority() {
         libc::nice(DNS_NICE) == -1 && *libc::__errno_location() != 0
     };
     if failed {
-        tracing::debug!(error = %io::Error::last_os_error(), "could not lower the DNS thread's priority");
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// `lower_priority`, and when it fails the thread answers on at the agent's priority: that costs
+/// the health checks their pace under a flood, not correctness. A sandbox that denies the call
+/// (systemd's `SystemCallFilter=~@resources` without `SystemCallErrorNumber=` kills the process
+/// instead, see deploy/failoverd.service) is said once, not once per socket.
+fn lower_priority_or_warn() {
+    if let Err(error) = lower_priority()
+        && !PRIORITY_WARNED.swap(true, Ordering::Relaxed)
+    {
+        tracing::warn!(
+            %error,
+            nice = DNS_NICE,
+            "could not lower the DNS threads' priority: they answer at the agent's priority, so a \
+             query flood can slow the health checks; under systemd allow the call with \
+             `SystemCallFilter=setpriority` (deploy/failoverd.service does)"
+        );
     }
 }
 
@@ -311,7 +335,7 @@ pub(super) fn serve(
     shutdown: CancellationToken,
     runtime: tokio::runtime::Handle,
 ) {
-    lower_priority();
+    lower_priority_or_warn();
     let handler = ZoneHandler::with_counters(zone.clone(), queries.clone());
     let fd = socket.as_raw_fd();
     let mut inbox = Inbox::default();
@@ -456,5 +480,90 @@ mod tests {
         assert!(label_boundary(&name, 0));
         assert!(label_boundary(&name, 2));
         assert!(!label_boundary(&name, 3));
+    }
+
+    /// This thread's nice value, from /proc (field 19 of stat).
+    fn thread_nice() -> i32 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        after_name.split(' ').nth(16).unwrap().parse().unwrap()
+    }
+
+    /// Installs, on the calling thread only, a seccomp filter that makes `setpriority` fail
+    /// with EPERM, as systemd's `SystemCallErrorNumber=EPERM` does for a denied call.
+    fn deny_setpriority_on_this_thread() {
+        let nr = libc::SYS_setpriority as u32;
+        let errno = libc::SECCOMP_RET_ERRNO | (libc::EPERM as u32 & libc::SECCOMP_RET_DATA);
+        let mut program = [
+            // A = the system call number (offset 0 of struct seccomp_data)
+            libc::sock_filter {
+                code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
+                jt: 0,
+                jf: 0,
+                k: 0,
+            },
+            libc::sock_filter {
+                code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+                jt: 0,
+                jf: 1,
+                k: nr,
+            },
+            libc::sock_filter {
+                code: (libc::BPF_RET | libc::BPF_K) as u16,
+                jt: 0,
+                jf: 0,
+                k: errno,
+            },
+            libc::sock_filter {
+                code: (libc::BPF_RET | libc::BPF_K) as u16,
+                jt: 0,
+                jf: 0,
+                k: libc::SECCOMP_RET_ALLOW,
+            },
+        ];
+        let fprog = libc::sock_fprog {
+            len: program.len() as u16,
+            filter: program.as_mut_ptr(),
+        };
+        // SAFETY: prctl on the calling thread; `fprog` points at a live, well-formed program.
+        // Without TSYNC the filter binds this thread (and threads it starts) only.
+        unsafe {
+            assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+            assert_eq!(
+                libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &fprog as *const libc::sock_fprog
+                ),
+                0,
+                "installing the seccomp filter: {}",
+                io::Error::last_os_error()
+            );
+        }
+    }
+
+    #[test]
+    fn a_denied_priority_change_is_an_error_and_the_thread_runs_on() {
+        let (before, result, after) = std::thread::spawn(|| {
+            deny_setpriority_on_this_thread();
+            let before = thread_nice();
+            let result = lower_priority();
+            (before, result, thread_nice())
+        })
+        .join()
+        .expect("the thread survives the denied call");
+        let error = result.expect_err("setpriority is denied");
+        assert_eq!(error.raw_os_error(), Some(libc::EPERM), "{error}");
+        assert_eq!(after, before, "the nice value is unchanged");
+
+        // Without the filter the same code lowers the priority (so the filter is what failed it).
+        let (before, result, after) = std::thread::spawn(|| {
+            let before = thread_nice();
+            (before, lower_priority(), thread_nice())
+        })
+        .join()
+        .unwrap();
+        result.unwrap();
+        assert_eq!(after, (before + DNS_NICE).min(19));
     }
 }

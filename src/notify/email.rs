@@ -10,7 +10,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use super::DeliveryError;
 use super::message::Mail;
-use crate::check::describe_error;
+use crate::check::{describe_error, no_roots_hint};
 use crate::config::{ConfigError, EmailConfig, SmtpTls};
 
 /// A ready SMTP sender: addresses and a transport holding the resolved password.
@@ -55,10 +55,14 @@ impl EmailSender {
                 parameters = parameters.add_root_certificate(ca.certificate.clone());
             }
             parameters.build().map_err(|e| {
-                setup_error(format!(
-                    "cannot set up TLS for `{host}`: {}",
-                    describe_error(&e)
-                ))
+                let words = describe_error(&e);
+                let hint = no_roots_hint(&words);
+                let or = if hint.is_empty() {
+                    ""
+                } else {
+                    "; or give the server's CA in notify.email.smtp.ca_file"
+                };
+                setup_error(format!("cannot set up TLS for `{host}`: {words}{hint}{or}"))
             })
         };
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)

@@ -3,7 +3,7 @@
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
 use super::DeliveryError;
-use crate::check::describe_error;
+use crate::check::{describe_error, no_roots_hint};
 use crate::config::{ConfigError, WebhookConfig};
 
 #[derive(Clone)]
@@ -48,9 +48,17 @@ impl WebhookSender {
         if loopback {
             builder = builder.no_proxy();
         }
-        let client = builder
-            .build()
-            .map_err(|e| error(format!("cannot set up the HTTP client: {e}")))?;
+        if config.url.scheme() == "http" {
+            // No TLS: no CA roots, so a machine without ca-certificates builds it.
+            builder = builder.tls_certs_only([]);
+        }
+        let client = builder.build().map_err(|e| {
+            let words = describe_error(&e);
+            error(format!(
+                "cannot set up the HTTP client: {words}{}",
+                no_roots_hint(&words)
+            ))
+        })?;
         Ok(Self {
             client,
             url: config.url.clone(),
