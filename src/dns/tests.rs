@@ -555,3 +555,148 @@ async fn udp_answers_from_a_lower_priority_thread_both_paths_and_frees_the_port_
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// A zone with `n` dual-stack nodes and a `mode: all` hostname `wide` answering with all of them.
+fn wide_zone(n: usize) -> Zone {
+    let nodes: String = (1..=n)
+        .map(|i| format!("  - {{ id: n{i}, addresses: [198.51.100.{i}, \"2001:db8::{i:x}\"] }}\n"))
+        .collect();
+    let config = parse(
+        Path::new("t.yaml"),
+        &format!(
+            "zone: ha.example.com\ndns: {{ listen: [\"127.0.0.1:0\"] }}\nnodes:\n{nodes}\
+             checks:\n  - {{ id: web, type: http, url: \"http://{{address}}/\" }}\n\
+             hostnames:\n  - {{ name: wide, checks: [web], mode: all }}\n"
+        ),
+    )
+    .unwrap();
+    let all = Decision {
+        nodes: (0..n).collect(),
+        reason: Reason::Healthy,
+    };
+    build(&config, &[all], 42)
+}
+
+/// Decodes a whole message as a strict parser does (dnspython, kdig): every count honoured and
+/// not one byte left over.
+fn strict(bytes: &[u8]) -> Message {
+    use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+    let mut decoder = BinDecoder::new(bytes);
+    let message = Message::read(&mut decoder).unwrap_or_else(|e| panic!("{e}: {bytes:02x?}"));
+    assert!(
+        decoder.is_empty(),
+        "{} trailing bytes after {message:?}",
+        decoder.len()
+    );
+    message
+}
+
+/// One raw UDP exchange: the response bytes.
+async fn udp_bytes(
+    client: &tokio::net::UdpSocket,
+    server: SocketAddr,
+    message: &Message,
+) -> Vec<u8> {
+    client
+        .send_to(&message.to_vec().unwrap(), server)
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 65_535];
+    let (n, _) = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        client.recv_from(&mut buf),
+    )
+    .await
+    .expect("an answer within 5 s")
+    .unwrap();
+    buf.truncate(n);
+    buf
+}
+
+fn with_edns(mut m: Message, size: u16, dnssec_ok: bool) -> Message {
+    let mut edns = Edns::new();
+    edns.set_max_payload(size);
+    edns.set_dnssec_ok(dnssec_ok);
+    m.set_edns(edns);
+    m
+}
+
+#[tokio::test]
+async fn udp_answers_too_large_are_whole_messages_with_tc_and_the_opt() {
+    let sockets = DnsSockets::bind(&["127.0.0.1:0".parse().unwrap()]).unwrap();
+    let addr = sockets.local_addrs()[0];
+    let mut server = sockets
+        .serve(
+            Arc::new(ArcSwap::from_pointee(wide_zone(45))),
+            Arc::default(),
+        )
+        .unwrap();
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let wide = "wide.ha.example.com.";
+    // (question, EDNS size, whether the whole answer fits): 45 A are ~740 bytes, 45 AAAA
+    // ~1,280, the apex NS with 90 glue records far more.
+    let cases = [
+        (query(wide, RecordType::A), None, false),
+        (query(wide, RecordType::A), Some(1232), true),
+        (query(wide, RecordType::AAAA), None, false),
+        (query(wide, RecordType::AAAA), Some(1232), false),
+        (query("ha.example.com.", RecordType::NS), None, false),
+        (query("ha.example.com.", RecordType::NS), Some(1232), false),
+        (query("ha.example.com.", RecordType::SOA), None, true),
+    ];
+    for (question, size, fits) in cases {
+        let qtype = question.queries[0].query_type();
+        let asked = match size {
+            Some(size) => with_edns(question, size, true),
+            None => question,
+        };
+        let bytes = udp_bytes(&client, addr, &asked).await;
+        let what = format!("{qtype} with EDNS {size:?}");
+        assert!(
+            bytes.len() <= usize::from(size.unwrap_or(512)),
+            "{what}: {} bytes",
+            bytes.len()
+        );
+        let r = strict(&bytes);
+        assert_eq!(r.metadata.truncation, !fits, "{what}: TC");
+        assert_eq!(r.queries.len(), 1, "{what}: the question is echoed");
+        if fits {
+            assert!(!r.answers.is_empty(), "{what}");
+        } else {
+            // Nothing partial: no cut RRset a resolver might cache as if whole.
+            assert!(
+                r.answers.is_empty() && r.authorities.is_empty() && r.additionals.is_empty(),
+                "{what}: {r:?}"
+            );
+        }
+        match size {
+            Some(_) => {
+                let edns = r.edns.as_ref().unwrap_or_else(|| panic!("{what}: no OPT"));
+                assert_eq!(edns.max_payload(), EDNS_PAYLOAD, "{what}");
+                assert!(edns.flags().dnssec_ok, "{what}: DO copied back");
+            }
+            None => assert!(r.edns.is_none(), "{what}: an OPT without EDNS"),
+        }
+    }
+    server.shutdown_gracefully().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_do_bit_is_copied_back_on_both_paths_and_only_when_set() {
+    let sockets = DnsSockets::bind(&["127.0.0.1:0".parse().unwrap()]).unwrap();
+    let addr = sockets.local_addrs()[0];
+    let mut server = sockets
+        .serve(Arc::new(ArcSwap::from_pointee(zone())), Arc::default())
+        .unwrap();
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // A prebuilt answer (fast path) and a name outside the zone (the hickory handler).
+    for name in ["app.ha.example.com.", "example.org."] {
+        for dnssec_ok in [true, false] {
+            let asked = with_edns(query(name, RecordType::A), 1232, dnssec_ok);
+            let r = strict(&udp_bytes(&client, addr, &asked).await);
+            let edns = r.edns.expect("an OPT in return");
+            assert_eq!(edns.flags().dnssec_ok, dnssec_ok, "{name}");
+        }
+    }
+    server.shutdown_gracefully().await.unwrap();
+}
