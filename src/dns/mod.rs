@@ -5,6 +5,7 @@
 
 mod mmsg;
 pub mod respond;
+pub mod saved;
 mod udp;
 pub mod zone;
 

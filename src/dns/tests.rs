@@ -123,7 +123,7 @@ fn respond_follows_the_table() {
             DNSClass::IN,
             NoError,
             true,
-            2,
+            1,
             0,
             0,
         ),
@@ -200,16 +200,7 @@ fn respond_follows_the_table() {
         ),
         ("ha.example.com.", SOA, DNSClass::IN, NoError, true, 1, 0, 0),
         ("ha.example.com.", NS, DNSClass::IN, NoError, true, 3, 0, 43),
-        (
-            "ha.example.com.",
-            ANY,
-            DNSClass::IN,
-            NoError,
-            true,
-            4,
-            0,
-            43,
-        ),
+        ("ha.example.com.", ANY, DNSClass::IN, NoError, true, 1, 0, 0),
         ("ha.example.com.", A, DNSClass::IN, NoError, true, 0, 1, 0),
         (
             "ns-n1.ha.example.com.",
@@ -298,26 +289,82 @@ fn respond_follows_the_table() {
 }
 
 #[test]
-fn before_the_first_round_the_zone_answers_servfail_but_still_refuses_outsiders() {
-    let z = Zone::not_ready(&config());
+fn before_the_first_round_hostnames_get_servfail_and_the_static_data_is_answered() {
+    let z = Zone::not_ready(&config(), 42, &[]);
+    let ask = |n: &str, t| respond(&z, &name(n), t, DNSClass::IN);
+    for t in [RecordType::A, RecordType::AAAA, RecordType::ANY] {
+        assert_eq!(ask("app.ha.example.com.", t).rcode, ResponseCode::ServFail);
+    }
+    // The apex, the nameservers and their glue, the set of names: all from the configuration.
+    let soa = ask("ha.example.com.", RecordType::SOA);
+    assert_eq!((soa.rcode, soa.answers.len()), (ResponseCode::NoError, 1));
+    let RData::SOA(data) = &soa.answers[0].data else {
+        panic!("SOA")
+    };
+    assert_eq!(data.serial, 42);
+    let ns = ask("ha.example.com.", RecordType::NS);
+    assert_eq!((ns.answers.len(), ns.additional.len()), (3, 43));
+    assert_eq!(ask("ns-n2.ha.example.com.", RecordType::A).answers.len(), 1);
     assert_eq!(
-        respond(
-            &z,
-            &name("app.ha.example.com."),
-            RecordType::A,
-            DNSClass::IN
-        )
-        .rcode,
-        ResponseCode::ServFail
+        ask("nope.ha.example.com.", RecordType::A).rcode,
+        ResponseCode::NXDomain
     );
+    let nodata = ask("app.ha.example.com.", RecordType::MX);
     assert_eq!(
-        respond(&z, &name("ha.example.com."), RecordType::SOA, DNSClass::IN).rcode,
-        ResponseCode::ServFail
+        (nodata.rcode, nodata.authority.len()),
+        (ResponseCode::NoError, 1)
     );
     assert_eq!(
         respond(&z, &name("example.org."), RecordType::A, DNSClass::IN).rcode,
         ResponseCode::Refused
     );
+
+    // With a saved answer for `app` (the second hostname has none): `app` is answered.
+    let saved = [Some(Decision {
+        nodes: vec![1],
+        reason: Reason::Healthy,
+    })];
+    let z = Zone::not_ready(&config(), 42, &saved);
+    let app = respond(
+        &z,
+        &name("app.ha.example.com."),
+        RecordType::A,
+        DNSClass::IN,
+    );
+    assert_eq!(
+        app.answers[0].data,
+        RData::A("192.0.2.2".parse::<std::net::Ipv4Addr>().unwrap().into())
+    );
+    let other = respond(
+        &z,
+        &name("a.b.c.ha.example.com."),
+        RecordType::A,
+        DNSClass::IN,
+    );
+    assert_eq!(other.rcode, ResponseCode::ServFail);
+}
+
+#[test]
+fn any_is_answered_minimally() {
+    let z = zone();
+    let apex = respond(&z, &name("ha.example.com."), RecordType::ANY, DNSClass::IN);
+    assert_eq!(
+        apex.answers,
+        &z.soa[..],
+        "one RRset: the SOA, without the NS and glue"
+    );
+    assert!(apex.additional.is_empty());
+    let app = respond(
+        &z,
+        &name("app.ha.example.com."),
+        RecordType::ANY,
+        DNSClass::IN,
+    );
+    let RData::HINFO(hinfo) = &app.answers[0].data else {
+        panic!("{app:?}")
+    };
+    assert_eq!((&hinfo.cpu[..], &hinfo.os[..]), (&b"RFC8482"[..], &b""[..]));
+    assert_eq!(app.answers[0].ttl, 7);
 }
 
 #[test]
@@ -341,6 +388,8 @@ fn records_carry_the_configured_ttls_and_the_serial() {
     };
     assert_eq!((soa.serial, soa.minimum), (42, 7));
     assert_eq!(soa.mname.to_ascii(), "ns-n1.ha.example.com.");
+    // The default mailbox is outside the zone, where mail can be received.
+    assert_eq!(soa.rname.to_ascii(), "hostmaster.example.com.");
 }
 
 async fn ask(message: &Message) -> Message {

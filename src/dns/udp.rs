@@ -6,15 +6,15 @@
 //! answer per core. Here, for each zone snapshot, every (name, type) answer is encoded once
 //! without compression, so a section can follow any question; a query is then a header check,
 //! a lowercase name, a hash lookup and a copy into the response buffer. Whatever the fast path is
-//! not sure about (zone not ready, a name outside the zone, other classes, AXFR, EDNS version > 0,
-//! odd header bits or sections, an answer over the size limit) takes the slow path.
+//! not sure about (a name outside the zone, other classes, AXFR, EDNS version > 0, odd header
+//! bits or sections, an answer over the size limit) takes the slow path.
 //!
 //! | question                                         | path |
 //! |--------------------------------------------------|------|
 //! | QR=0, opcode QUERY, 1 question, no answer/authority, at most an OPT (version 0) | fast if the rest holds |
-//! | class IN, name in the zone, not AXFR/IXFR/OPT/MAILA/MAILB, zone ready       | fast |
+//! | class IN, name in the zone, not AXFR/IXFR/OPT/MAILA/MAILB                   | fast |
 //! | response fits the client's size (512 or its EDNS size, at most 1232)        | fast |
-//! | anything else                                    | hickory handler (REFUSED, SERVFAIL, FORMERR, NOTIMP, BADVERS, truncation) |
+//! | anything else                                    | hickory handler (REFUSED, FORMERR, NOTIMP, BADVERS, truncation) |
 //! | QR=1 (a response) or shorter than a header       | dropped |
 
 use std::collections::HashMap;
@@ -106,31 +106,30 @@ impl Table {
     fn build(zone: Arc<Zone>) -> Self {
         let origin = wire(&zone.origin);
         let mut names = HashMap::with_hasher(foldhash::fast::RandomState::default());
-        let mut nxdomain = None;
-        if zone.ready {
-            let answer = |name: &LowerName, qtype| {
-                let r = respond::respond(&zone, name, qtype, DNSClass::IN);
-                encode(
-                    [r.answers, r.authority, r.additional],
-                    r.authoritative,
-                    r.rcode,
-                )
-            };
-            let all: Vec<&LowerName> = std::iter::once(&zone.origin)
-                .chain(zone.names.keys())
+        // Before the first round too: the static data is answered at once, and a hostname
+        // with no answer yet has its SERVFAIL prebuilt like any other answer.
+        let answer = |name: &LowerName, qtype| {
+            let r = respond::respond(&zone, name, qtype, DNSClass::IN);
+            encode(
+                [r.answers, r.authority, r.additional],
+                r.authoritative,
+                r.rcode,
+            )
+        };
+        let all: Vec<&LowerName> = std::iter::once(&zone.origin)
+            .chain(zone.names.keys())
+            .collect();
+        for name in all {
+            let slots: Option<Vec<Prebuilt>> = SLOTS
+                .iter()
+                .chain([&RecordType::MX])
+                .map(|&t| answer(name, t))
                 .collect();
-            for name in all {
-                let slots: Option<Vec<Prebuilt>> = SLOTS
-                    .iter()
-                    .chain([&RecordType::MX])
-                    .map(|&t| answer(name, t))
-                    .collect();
-                if let Some(Ok(slots)) = slots.map(<[Prebuilt; SLOTS.len() + 1]>::try_from) {
-                    names.insert(wire(name).into_boxed_slice(), slots);
-                }
+            if let Some(Ok(slots)) = slots.map(<[Prebuilt; SLOTS.len() + 1]>::try_from) {
+                names.insert(wire(name).into_boxed_slice(), slots);
             }
-            nxdomain = encode([&[], &zone.soa, &[]], true, ResponseCode::NXDomain);
         }
+        let nxdomain = encode([&[], &zone.soa, &[]], true, ResponseCode::NXDomain);
         Table {
             zone,
             names,
