@@ -21,6 +21,8 @@ command -v useradd >/dev/null 2>&1 || need+=(passwd)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# Strict DNS client: reports truncated answers that are not whole messages (tests/wire.rs).
+command -v kdig >/dev/null 2>&1 || need+=(knot-dnsutils)
 
 if ((${#need[@]})); then
   echo "scripts/test.sh: installing ${need[*]}" >&2
