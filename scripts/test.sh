@@ -25,6 +25,8 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 # that mmdebstrap builds once from this machine's mirror (cached in /var/cache/systemd-recipe).
 command -v systemd-nspawn >/dev/null 2>&1 || need+=(systemd-container)
 command -v mmdebstrap >/dev/null 2>&1 || need+=(mmdebstrap)
+# Strict DNS client: reports truncated answers that are not whole messages (tests/wire.rs).
+command -v kdig >/dev/null 2>&1 || need+=(knot-dnsutils)
 
 if ((${#need[@]})); then
   echo "scripts/test.sh: installing ${need[*]}" >&2

@@ -311,13 +311,13 @@ async fn watch_answers(zone: Arc<arc_swap::ArcSwap<Zone>>, shutdown: Cancellatio
         names.sort_by_key(|(n, _)| n.to_string());
         let answers: Vec<String> = names
             .iter()
-            .filter(|(_, r)| !r.any.is_empty())
+            .filter(|(_, r)| !(r.a.is_empty() && r.aaaa.is_empty()))
             .map(|(n, r)| {
-                let ips: Vec<String> = r
-                    .any
-                    .iter()
-                    .filter_map(|rec| rec.data.ip_addr().map(|ip: IpAddr| ip.to_string()))
-                    .collect();
+                let ips: Vec<String> =
+                    r.a.iter()
+                        .chain(&r.aaaa)
+                        .filter_map(|rec| rec.data.ip_addr().map(|ip: IpAddr| ip.to_string()))
+                        .collect();
                 format!(
                     "{} → {}",
                     n.to_string().trim_end_matches('.'),

@@ -14,6 +14,7 @@ pub mod demo;
 pub mod dns;
 pub mod events;
 pub mod health;
+pub mod logging;
 pub mod notify;
 pub mod overrides;
 pub mod state_dir;

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 
 use failoverd::agent::Agent;
 use failoverd::config::{self, DEFAULT_CONFIG_PATH};
@@ -130,7 +129,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config, state_dir } => {
-            init_logging();
+            let _log = failoverd::logging::init();
             let cfg = match config::load(&config) {
                 Ok(cfg) => cfg,
                 Err(e) => {
@@ -280,7 +279,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Demo => {
-            init_logging();
+            let _log = failoverd::logging::init();
             runtime().block_on(async {
                 let shutdown = CancellationToken::new();
                 tokio::spawn(cancel_on_signal(shutdown.clone()));
@@ -404,19 +403,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("cannot start the tokio runtime")
-}
-
-/// Logs to stderr; `RUST_LOG` overrides. hickory logs every query at info, so it is kept at warn.
-fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new("info,hickory_server=warn,hickory_net=warn,hickory_proto=warn")
-    });
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
 }
 
 /// Asks the agent to re-read its configuration on every SIGHUP (`systemctl reload`).

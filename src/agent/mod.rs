@@ -27,7 +27,7 @@ use crate::cluster::pull;
 use crate::cluster::server::{PeerContext, PeerServer};
 use crate::config::{self, Config, ConfigError};
 use crate::dashboard::{Dashboard, NotifyCounters};
-use crate::dns::{DnsSockets, QueryCounters, Zone};
+use crate::dns::{DnsSockets, QueryCounters, Zone, saved};
 use crate::events::{Event, EventKind};
 use crate::notify::Notifier;
 use crate::overrides::Overrides;
@@ -165,6 +165,22 @@ impl Agent {
             .store_serial(serial)
             .map_err(|e| state_error(format!("cannot write the serial: {e}")))?;
         let overrides = Overrides::load(state.path()).map_err(state_error)?;
+        // Hostnames are answered from the last published answers while these are recent;
+        // otherwise SERVFAIL until the first round (the apex and nameservers always are).
+        let saved = match saved::load(&state, &config, SystemTime::now()) {
+            Ok(saved) => saved,
+            Err(reason) => {
+                info!(%reason, "not serving the saved answers before the first round");
+                vec![None; config.hostnames.len()]
+            }
+        };
+        let restored = saved.iter().filter(|s| s.is_some()).count();
+        if restored > 0 {
+            info!(
+                hostnames = restored,
+                "serving the answers saved at the last stop until the first round of checks is done"
+            );
+        }
 
         let clients = HttpClients::new().map_err(|message| AgentError::Probe {
             node: "-".into(),
@@ -190,7 +206,9 @@ impl Agent {
         let published = Published {
             commands: command_tx,
             pull_now: Arc::default(),
-            zone: Arc::new(ArcSwap::from_pointee(Zone::not_ready(&config))),
+            zone: Arc::new(ArcSwap::from_pointee(Zone::not_ready(
+                &config, serial, &saved,
+            ))),
             status: Arc::new(ArcSwap::from_pointee(Status::new(config.clone(), serial))),
             events: broadcast::channel(EVENT_BACKLOG).0,
             dns_queries: Arc::default(),
@@ -273,7 +291,7 @@ impl Agent {
             pairs = config.pair_count(),
             serial,
             state_dir = %state.path().display(),
-            "agent started; answering SERVFAIL until the first round of checks is done"
+            "agent started; hostnames without a saved answer get SERVFAIL until the first round of checks is done"
         );
 
         let channel_size = |c: &Config| c.pair_count().clamp(16, 65_536);

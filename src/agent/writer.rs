@@ -17,7 +17,7 @@ use crate::check::schedule::Observation;
 use crate::cluster::{PeerReport, freshness, tally};
 use crate::config::Config;
 use crate::decide::{Decision, decide};
-use crate::dns::{Zone, zone};
+use crate::dns::{Zone, saved, zone};
 use crate::events::{Event, EventKind};
 use crate::health::State;
 use crate::overrides::{self, Active, Overrides};
@@ -202,7 +202,13 @@ impl HealthTask {
                     self.publish_status();
                     continue;
                 }
-                () = shutdown.cancelled() => return,
+                () = shutdown.cancelled() => {
+                    // Current until now: a restart may serve them at once (`dns::saved`).
+                    if self.status.ready {
+                        self.save_answers();
+                    }
+                    return;
+                }
             }
             changed |= self.recompute();
             changed |= std::mem::take(&mut self.overrides_changed) && self.status.ready;
@@ -783,5 +789,16 @@ impl HealthTask {
         }
         self.status.ready = true;
         self.status.decisions = decisions;
+        if zone_changed {
+            self.save_answers();
+        }
+    }
+
+    /// Saves the answers in force, for a restart to serve before its first round.
+    fn save_answers(&self) {
+        let decisions = &self.status.decisions;
+        if let Err(error) = saved::store(&self.state, &self.config, decisions, SystemTime::now()) {
+            warn!(%error, "cannot save the answers; after a restart, hostnames get SERVFAIL until the first round of checks is done");
+        }
     }
 }

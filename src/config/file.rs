@@ -39,7 +39,7 @@ pub struct DnsSection {
     /// TTL of the apex NS records and their glue, which change only with the configuration.
     pub ns_ttl: Option<HumanDuration>,
     pub nameservers: Option<Spanned<String>>,
-    /// Mailbox written into the SOA record (`hostmaster@zone` by default).
+    /// Mailbox written into the SOA record (`hostmaster@<parent of the zone>` by default).
     pub hostmaster: Option<String>,
 }
 

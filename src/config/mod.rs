@@ -104,7 +104,7 @@ pub struct DnsConfig {
     pub ttl: Duration,
     /// TTL of apex NS records and their glue.
     pub ns_ttl: Duration,
-    /// SOA RNAME, as a domain name (`hostmaster.<zone>` by default).
+    /// SOA RNAME, as a domain name (`hostmaster.<parent of the zone>` by default).
     pub hostmaster: Name,
 }
 
@@ -656,10 +656,21 @@ impl<'a> Validator<'a> {
             return Err(self.plain_error("dns.ttl", "is too long"));
         }
         let hostmaster = match hostmaster {
-            None => Name::from_ascii("hostmaster")
-                .expect("valid")
-                .append_domain(zone)
-                .expect("short"),
+            // Outside the zone: the agent serves no MX or address for `hostmaster.<zone>`, so
+            // mail to it could never be delivered. The parent domain is where mail for the
+            // organization is received; a zone right below a TLD keeps its own name (set
+            // `dns.hostmaster` then).
+            None => {
+                let domain = if zone.num_labels() >= 3 {
+                    zone.base_name()
+                } else {
+                    zone.clone()
+                };
+                Name::from_ascii("hostmaster")
+                    .expect("valid")
+                    .append_domain(&domain)
+                    .expect("short")
+            }
             Some(mail) => {
                 let as_name = mail.replacen('@', ".", 1);
                 let mut name = Name::from_ascii(as_name.trim_end_matches('.')).map_err(|e| {

@@ -106,7 +106,7 @@ fn published(ready: bool) -> Published {
     let zone = if ready {
         zone::build(&config, &status.decisions, status.serial)
     } else {
-        crate::dns::Zone::not_ready(&config)
+        crate::dns::Zone::not_ready(&config, status.serial, &[])
     };
     Published {
         zone: Arc::new(ArcSwap::from_pointee(zone)),

@@ -5,6 +5,7 @@
 
 mod mmsg;
 pub mod respond;
+pub mod saved;
 mod udp;
 pub mod zone;
 
@@ -110,11 +111,13 @@ impl RequestHandler for ZoneHandler {
     ) -> ResponseInfo {
         let mut metadata = Metadata::response_from_request(&request.metadata);
 
-        // EDNS: answer in kind, with our size capped so UDP answers are never fragmented.
+        // EDNS: answer in kind, with our size capped so UDP answers are never fragmented. DO is
+        // copied back (RFC 3225 §3): we sign nothing, but a validator must see we understood it.
         let response_edns = request.edns.as_ref().map(|req| {
             let mut edns = Edns::new();
             edns.set_max_payload(req.max_payload().clamp(512, EDNS_PAYLOAD));
             edns.set_version(0);
+            edns.set_dnssec_ok(req.flags().dnssec_ok);
             edns
         });
         let builder = match &response_edns {

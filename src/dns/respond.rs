@@ -5,13 +5,18 @@
 //! | class other than IN (or ANY)              | REFUSED  |             |           |            |
 //! | name outside the zone                     | REFUSED  |             |           |            |
 //! | AXFR / IXFR                               | REFUSED  |             |           |            |
-//! | in zone, first round of checks not done   | SERVFAIL |             |           |            |
 //! | apex SOA                                  | NOERROR  | SOA         |           |            |
 //! | apex NS                                   | NOERROR  | NS          |           | glue       |
-//! | apex ANY                                  | NOERROR  | SOA + NS    |           | glue       |
-//! | existing name, type it has (A, AAAA, ANY) | NOERROR  | RRset       |           |            |
+//! | apex ANY (RFC 8482: one RRset)            | NOERROR  | SOA         |           |            |
+//! | hostname with no answer yet: A, AAAA, ANY | SERVFAIL |             |           |            |
+//! | existing name, type it has (A, AAAA)      | NOERROR  | RRset       |           |            |
+//! | existing name with addresses, ANY         | NOERROR  | HINFO "RFC8482" |       |            |
 //! | existing name, other type (NODATA)        | NOERROR  |             | SOA       |            |
 //! | name that does not exist                  | NXDOMAIN |             | SOA       |            |
+//!
+//! Before the first round of checks only hostnames can lack an answer: the apex, the
+//! nameservers' addresses and the set of names come from the configuration and are answered
+//! from the start (see `Zone::not_ready`).
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, LowerName, Record, RecordType};
@@ -54,9 +59,6 @@ pub fn respond<'z>(
     if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
         return Response::code(ResponseCode::Refused, false);
     }
-    if !zone.ready {
-        return Response::code(ResponseCode::ServFail, false);
-    }
     let positive = |answers: &'z [Record], additional: &'z [Record]| Response {
         rcode: ResponseCode::NoError,
         authoritative: true,
@@ -76,13 +78,16 @@ pub fn respond<'z>(
         return match qtype {
             RecordType::SOA => positive(&zone.soa, &[]),
             RecordType::NS => positive(&zone.ns, &zone.glue),
-            RecordType::ANY => positive(&zone.apex_any, &zone.glue),
+            RecordType::ANY => positive(&zone.soa, &[]),
             _ => negative(ResponseCode::NoError),
         };
     }
     let Some(records) = zone.names.get(name) else {
         return negative(ResponseCode::NXDomain);
     };
+    if records.pending && matches!(qtype, RecordType::A | RecordType::AAAA | RecordType::ANY) {
+        return Response::code(ResponseCode::ServFail, false);
+    }
     let rrset = match qtype {
         RecordType::A => &records.a,
         RecordType::AAAA => &records.aaaa,

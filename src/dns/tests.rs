@@ -123,7 +123,7 @@ fn respond_follows_the_table() {
             DNSClass::IN,
             NoError,
             true,
-            2,
+            1,
             0,
             0,
         ),
@@ -200,16 +200,7 @@ fn respond_follows_the_table() {
         ),
         ("ha.example.com.", SOA, DNSClass::IN, NoError, true, 1, 0, 0),
         ("ha.example.com.", NS, DNSClass::IN, NoError, true, 3, 0, 43),
-        (
-            "ha.example.com.",
-            ANY,
-            DNSClass::IN,
-            NoError,
-            true,
-            4,
-            0,
-            43,
-        ),
+        ("ha.example.com.", ANY, DNSClass::IN, NoError, true, 1, 0, 0),
         ("ha.example.com.", A, DNSClass::IN, NoError, true, 0, 1, 0),
         (
             "ns-n1.ha.example.com.",
@@ -298,26 +289,82 @@ fn respond_follows_the_table() {
 }
 
 #[test]
-fn before_the_first_round_the_zone_answers_servfail_but_still_refuses_outsiders() {
-    let z = Zone::not_ready(&config());
+fn before_the_first_round_hostnames_get_servfail_and_the_static_data_is_answered() {
+    let z = Zone::not_ready(&config(), 42, &[]);
+    let ask = |n: &str, t| respond(&z, &name(n), t, DNSClass::IN);
+    for t in [RecordType::A, RecordType::AAAA, RecordType::ANY] {
+        assert_eq!(ask("app.ha.example.com.", t).rcode, ResponseCode::ServFail);
+    }
+    // The apex, the nameservers and their glue, the set of names: all from the configuration.
+    let soa = ask("ha.example.com.", RecordType::SOA);
+    assert_eq!((soa.rcode, soa.answers.len()), (ResponseCode::NoError, 1));
+    let RData::SOA(data) = &soa.answers[0].data else {
+        panic!("SOA")
+    };
+    assert_eq!(data.serial, 42);
+    let ns = ask("ha.example.com.", RecordType::NS);
+    assert_eq!((ns.answers.len(), ns.additional.len()), (3, 43));
+    assert_eq!(ask("ns-n2.ha.example.com.", RecordType::A).answers.len(), 1);
     assert_eq!(
-        respond(
-            &z,
-            &name("app.ha.example.com."),
-            RecordType::A,
-            DNSClass::IN
-        )
-        .rcode,
-        ResponseCode::ServFail
+        ask("nope.ha.example.com.", RecordType::A).rcode,
+        ResponseCode::NXDomain
     );
+    let nodata = ask("app.ha.example.com.", RecordType::MX);
     assert_eq!(
-        respond(&z, &name("ha.example.com."), RecordType::SOA, DNSClass::IN).rcode,
-        ResponseCode::ServFail
+        (nodata.rcode, nodata.authority.len()),
+        (ResponseCode::NoError, 1)
     );
     assert_eq!(
         respond(&z, &name("example.org."), RecordType::A, DNSClass::IN).rcode,
         ResponseCode::Refused
     );
+
+    // With a saved answer for `app` (the second hostname has none): `app` is answered.
+    let saved = [Some(Decision {
+        nodes: vec![1],
+        reason: Reason::Healthy,
+    })];
+    let z = Zone::not_ready(&config(), 42, &saved);
+    let app = respond(
+        &z,
+        &name("app.ha.example.com."),
+        RecordType::A,
+        DNSClass::IN,
+    );
+    assert_eq!(
+        app.answers[0].data,
+        RData::A("192.0.2.2".parse::<std::net::Ipv4Addr>().unwrap().into())
+    );
+    let other = respond(
+        &z,
+        &name("a.b.c.ha.example.com."),
+        RecordType::A,
+        DNSClass::IN,
+    );
+    assert_eq!(other.rcode, ResponseCode::ServFail);
+}
+
+#[test]
+fn any_is_answered_minimally() {
+    let z = zone();
+    let apex = respond(&z, &name("ha.example.com."), RecordType::ANY, DNSClass::IN);
+    assert_eq!(
+        apex.answers,
+        &z.soa[..],
+        "one RRset: the SOA, without the NS and glue"
+    );
+    assert!(apex.additional.is_empty());
+    let app = respond(
+        &z,
+        &name("app.ha.example.com."),
+        RecordType::ANY,
+        DNSClass::IN,
+    );
+    let RData::HINFO(hinfo) = &app.answers[0].data else {
+        panic!("{app:?}")
+    };
+    assert_eq!((&hinfo.cpu[..], &hinfo.os[..]), (&b"RFC8482"[..], &b""[..]));
+    assert_eq!(app.answers[0].ttl, 7);
 }
 
 #[test]
@@ -341,6 +388,8 @@ fn records_carry_the_configured_ttls_and_the_serial() {
     };
     assert_eq!((soa.serial, soa.minimum), (42, 7));
     assert_eq!(soa.mname.to_ascii(), "ns-n1.ha.example.com.");
+    // The default mailbox is outside the zone, where mail can be received.
+    assert_eq!(soa.rname.to_ascii(), "hostmaster.example.com.");
 }
 
 async fn ask(message: &Message) -> Message {
@@ -554,4 +603,149 @@ async fn udp_answers_from_a_lower_priority_thread_both_paths_and_frees_the_port_
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+/// A zone with `n` dual-stack nodes and a `mode: all` hostname `wide` answering with all of them.
+fn wide_zone(n: usize) -> Zone {
+    let nodes: String = (1..=n)
+        .map(|i| format!("  - {{ id: n{i}, addresses: [198.51.100.{i}, \"2001:db8::{i:x}\"] }}\n"))
+        .collect();
+    let config = parse(
+        Path::new("t.yaml"),
+        &format!(
+            "zone: ha.example.com\ndns: {{ listen: [\"127.0.0.1:0\"] }}\nnodes:\n{nodes}\
+             checks:\n  - {{ id: web, type: http, url: \"http://{{address}}/\" }}\n\
+             hostnames:\n  - {{ name: wide, checks: [web], mode: all }}\n"
+        ),
+    )
+    .unwrap();
+    let all = Decision {
+        nodes: (0..n).collect(),
+        reason: Reason::Healthy,
+    };
+    build(&config, &[all], 42)
+}
+
+/// Decodes a whole message as a strict parser does (dnspython, kdig): every count honoured and
+/// not one byte left over.
+fn strict(bytes: &[u8]) -> Message {
+    use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
+    let mut decoder = BinDecoder::new(bytes);
+    let message = Message::read(&mut decoder).unwrap_or_else(|e| panic!("{e}: {bytes:02x?}"));
+    assert!(
+        decoder.is_empty(),
+        "{} trailing bytes after {message:?}",
+        decoder.len()
+    );
+    message
+}
+
+/// One raw UDP exchange: the response bytes.
+async fn udp_bytes(
+    client: &tokio::net::UdpSocket,
+    server: SocketAddr,
+    message: &Message,
+) -> Vec<u8> {
+    client
+        .send_to(&message.to_vec().unwrap(), server)
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 65_535];
+    let (n, _) = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        client.recv_from(&mut buf),
+    )
+    .await
+    .expect("an answer within 5 s")
+    .unwrap();
+    buf.truncate(n);
+    buf
+}
+
+fn with_edns(mut m: Message, size: u16, dnssec_ok: bool) -> Message {
+    let mut edns = Edns::new();
+    edns.set_max_payload(size);
+    edns.set_dnssec_ok(dnssec_ok);
+    m.set_edns(edns);
+    m
+}
+
+#[tokio::test]
+async fn udp_answers_too_large_are_whole_messages_with_tc_and_the_opt() {
+    let sockets = DnsSockets::bind(&["127.0.0.1:0".parse().unwrap()]).unwrap();
+    let addr = sockets.local_addrs()[0];
+    let mut server = sockets
+        .serve(
+            Arc::new(ArcSwap::from_pointee(wide_zone(45))),
+            Arc::default(),
+        )
+        .unwrap();
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let wide = "wide.ha.example.com.";
+    // (question, EDNS size, whether the whole answer fits): 45 A are ~740 bytes, 45 AAAA
+    // ~1,280, the apex NS with 90 glue records far more.
+    let cases = [
+        (query(wide, RecordType::A), None, false),
+        (query(wide, RecordType::A), Some(1232), true),
+        (query(wide, RecordType::AAAA), None, false),
+        (query(wide, RecordType::AAAA), Some(1232), false),
+        (query("ha.example.com.", RecordType::NS), None, false),
+        (query("ha.example.com.", RecordType::NS), Some(1232), false),
+        (query("ha.example.com.", RecordType::SOA), None, true),
+    ];
+    for (question, size, fits) in cases {
+        let qtype = question.queries[0].query_type();
+        let asked = match size {
+            Some(size) => with_edns(question, size, true),
+            None => question,
+        };
+        let bytes = udp_bytes(&client, addr, &asked).await;
+        let what = format!("{qtype} with EDNS {size:?}");
+        assert!(
+            bytes.len() <= usize::from(size.unwrap_or(512)),
+            "{what}: {} bytes",
+            bytes.len()
+        );
+        let r = strict(&bytes);
+        assert_eq!(r.metadata.truncation, !fits, "{what}: TC");
+        assert_eq!(r.queries.len(), 1, "{what}: the question is echoed");
+        if fits {
+            assert!(!r.answers.is_empty(), "{what}");
+        } else {
+            // Nothing partial: no cut RRset a resolver might cache as if whole.
+            assert!(
+                r.answers.is_empty() && r.authorities.is_empty() && r.additionals.is_empty(),
+                "{what}: {r:?}"
+            );
+        }
+        match size {
+            Some(_) => {
+                let edns = r.edns.as_ref().unwrap_or_else(|| panic!("{what}: no OPT"));
+                assert_eq!(edns.max_payload(), EDNS_PAYLOAD, "{what}");
+                assert!(edns.flags().dnssec_ok, "{what}: DO copied back");
+            }
+            None => assert!(r.edns.is_none(), "{what}: an OPT without EDNS"),
+        }
+    }
+    server.shutdown_gracefully().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_do_bit_is_copied_back_on_both_paths_and_only_when_set() {
+    let sockets = DnsSockets::bind(&["127.0.0.1:0".parse().unwrap()]).unwrap();
+    let addr = sockets.local_addrs()[0];
+    let mut server = sockets
+        .serve(Arc::new(ArcSwap::from_pointee(zone())), Arc::default())
+        .unwrap();
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // A prebuilt answer (fast path) and a name outside the zone (the hickory handler).
+    for name in ["app.ha.example.com.", "example.org."] {
+        for dnssec_ok in [true, false] {
+            let asked = with_edns(query(name, RecordType::A), 1232, dnssec_ok);
+            let r = strict(&udp_bytes(&client, addr, &asked).await);
+            let edns = r.edns.expect("an OPT in return");
+            assert_eq!(edns.flags().dnssec_ok, dnssec_ok, "{name}");
+        }
+    }
+    server.shutdown_gracefully().await.unwrap();
 }

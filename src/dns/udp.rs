@@ -6,15 +6,15 @@
 //! answer per core. Here, for each zone snapshot, every (name, type) answer is encoded once
 //! without compression, so a section can follow any question; a query is then a header check,
 //! a lowercase name, a hash lookup and a copy into the response buffer. Whatever the fast path is
-//! not sure about (zone not ready, a name outside the zone, other classes, AXFR, EDNS version > 0,
-//! odd header bits or sections, an answer over the size limit) takes the slow path.
+//! not sure about (a name outside the zone, other classes, AXFR, EDNS version > 0, odd header
+//! bits or sections, an answer over the size limit) takes the slow path.
 //!
 //! | question                                         | path |
 //! |--------------------------------------------------|------|
 //! | QR=0, opcode QUERY, 1 question, no answer/authority, at most an OPT (version 0) | fast if the rest holds |
-//! | class IN, name in the zone, not AXFR/IXFR/OPT/MAILA/MAILB, zone ready       | fast |
+//! | class IN, name in the zone, not AXFR/IXFR/OPT/MAILA/MAILB                   | fast |
 //! | response fits the client's size (512 or its EDNS size, at most 1232)        | fast |
-//! | anything else                                    | hickory handler (REFUSED, SERVFAIL, FORMERR, NOTIMP, BADVERS, truncation) |
+//! | anything else                                    | hickory handler (REFUSED, FORMERR, NOTIMP, BADVERS, truncation) |
 //! | QR=1 (a response) or shorter than a header       | dropped |
 
 use std::collections::HashMap;
@@ -107,31 +107,30 @@ impl Table {
     fn build(zone: Arc<Zone>) -> Self {
         let origin = wire(&zone.origin);
         let mut names = HashMap::with_hasher(foldhash::fast::RandomState::default());
-        let mut nxdomain = None;
-        if zone.ready {
-            let answer = |name: &LowerName, qtype| {
-                let r = respond::respond(&zone, name, qtype, DNSClass::IN);
-                encode(
-                    [r.answers, r.authority, r.additional],
-                    r.authoritative,
-                    r.rcode,
-                )
-            };
-            let all: Vec<&LowerName> = std::iter::once(&zone.origin)
-                .chain(zone.names.keys())
+        // Before the first round too: the static data is answered at once, and a hostname
+        // with no answer yet has its SERVFAIL prebuilt like any other answer.
+        let answer = |name: &LowerName, qtype| {
+            let r = respond::respond(&zone, name, qtype, DNSClass::IN);
+            encode(
+                [r.answers, r.authority, r.additional],
+                r.authoritative,
+                r.rcode,
+            )
+        };
+        let all: Vec<&LowerName> = std::iter::once(&zone.origin)
+            .chain(zone.names.keys())
+            .collect();
+        for name in all {
+            let slots: Option<Vec<Prebuilt>> = SLOTS
+                .iter()
+                .chain([&RecordType::MX])
+                .map(|&t| answer(name, t))
                 .collect();
-            for name in all {
-                let slots: Option<Vec<Prebuilt>> = SLOTS
-                    .iter()
-                    .chain([&RecordType::MX])
-                    .map(|&t| answer(name, t))
-                    .collect();
-                if let Some(Ok(slots)) = slots.map(<[Prebuilt; SLOTS.len() + 1]>::try_from) {
-                    names.insert(wire(name).into_boxed_slice(), slots);
-                }
+            if let Some(Ok(slots)) = slots.map(<[Prebuilt; SLOTS.len() + 1]>::try_from) {
+                names.insert(wire(name).into_boxed_slice(), slots);
             }
-            nxdomain = encode([&[], &zone.soa, &[]], true, ResponseCode::NXDomain);
         }
+        let nxdomain = encode([&[], &zone.soa, &[]], true, ResponseCode::NXDomain);
         Table {
             zone,
             names,
@@ -148,6 +147,8 @@ struct Question {
     qtype: u16,
     /// The client's EDNS size when it sent an OPT record.
     edns: Option<u16>,
+    /// The client's DO bit, copied back (RFC 3225 §3).
+    dnssec_ok: bool,
 }
 
 /// Parses a plain query into `name` (lowercased); `None` sends it down the slow path.
@@ -194,14 +195,19 @@ fn parse(q: &[u8], name: &mut Vec<u8>) -> Option<Question> {
         if end + 11 + rdlen != q.len() {
             return None;
         }
-        Some(u16::from_be_bytes([opt[3], opt[4]]))
+        Some((u16::from_be_bytes([opt[3], opt[4]]), opt[7] & 0x80 != 0))
     } else {
         if end != q.len() {
             return None;
         }
         None
     };
-    Some(Question { end, qtype, edns })
+    Some(Question {
+        end,
+        qtype,
+        edns: edns.map(|(size, _)| size),
+        dnssec_ok: edns.is_some_and(|(_, dnssec_ok)| dnssec_ok),
+    })
 }
 
 impl Table {
@@ -255,10 +261,12 @@ impl Table {
         out.extend_from_slice(&q[12..question.end]);
         out.extend_from_slice(&prebuilt.body);
         if let Some(size) = question.edns {
-            // OPT: root, type 41, our size, extended rcode 0, version 0, no flags, no options.
+            // OPT: root, type 41, our size, extended rcode 0, version 0, the client's DO bit
+            // and no other flag, no options.
             out.extend_from_slice(&[0, 0, 41]);
             out.extend_from_slice(&size.clamp(512, EDNS_PAYLOAD).to_be_bytes());
-            out.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+            let flags = if question.dnssec_ok { 0x80 } else { 0 };
+            out.extend_from_slice(&[0, 0, flags, 0, 0, 0]);
         }
         Some(prebuilt.rcode)
     }
@@ -424,10 +432,24 @@ async fn slow(handler: &ZoneHandler, query: &[u8], src: SocketAddr) -> Option<Ve
     (!bytes.is_empty()).then_some(bytes)
 }
 
-/// Encodes what the handler sends as hickory's UDP server does: the client's size or 512, and a
-/// SERVFAIL header if encoding fails.
+/// Encodes what the handler sends for UDP: at most the client's size or 512, and a SERVFAIL
+/// header if encoding fails.
+///
+/// hickory's encoder, given a size limit, drops the record that does not fit but leaves its
+/// first bytes in the buffer, and then has no room for the OPT: a malformed message (trailing
+/// data, no OPT; RFC 6891 §7). So the answer is encoded whole, and one that is too large is
+/// replaced by the question and the OPT with TC set, as NSD does: the client asks again over
+/// TCP. Every answer here is one RRset, or the apex NS with its in-domain glue, which RFC 9471
+/// requires whole too, so there is no smaller complete answer to offer.
 #[derive(Clone, Default)]
 pub(super) struct Capture(pub(super) Arc<Mutex<Vec<u8>>>);
+
+/// The TC answer for an encoded `full` answer that is over its size limit: header, question and
+/// OPT only (with the rcode's high bits). `None` if `full` cannot be read back.
+fn truncated(full: &[u8]) -> Option<Vec<u8>> {
+    let message = hickory_proto::op::Message::from_vec(full).ok()?;
+    message.truncate().to_vec().ok()
+}
 
 #[async_trait::async_trait]
 impl ResponseHandler for Capture {
@@ -443,13 +465,26 @@ impl ResponseHandler for Capture {
         >,
     ) -> Result<ResponseInfo, NetError> {
         let id = response.metadata().id;
+        let limit = usize::from(response.edns().map_or(512, |e| e.max_payload()));
         let mut bytes = Vec::with_capacity(512);
         let mut encoder = BinEncoder::new(&mut bytes);
-        encoder.set_max_size(response.edns().map_or(512, |e| e.max_payload()));
-        let info = match response.destructive_emit(&mut encoder) {
-            Ok(info) => info,
-            Err(error) => {
-                tracing::error!(%error, "error encoding a DNS response");
+        let encoded = response.destructive_emit(&mut encoder);
+        let shortened = match &encoded {
+            Ok(_) if bytes.len() > limit => truncated(&bytes),
+            Ok(_) => Some(std::mem::take(&mut bytes)),
+            Err(_) => None,
+        };
+        let info = match (encoded, shortened) {
+            (Ok(info), Some(out)) => {
+                bytes = out;
+                info
+            }
+            (result, _) => {
+                if let Err(error) = result {
+                    tracing::error!(%error, "error encoding a DNS response");
+                } else {
+                    tracing::error!("error truncating a DNS response");
+                }
                 bytes.clear();
                 let mut metadata = Metadata::new(id, MessageType::Response, OpCode::Query);
                 metadata.response_code = ResponseCode::ServFail;

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use hickory_proto::rr::rdata::{A, AAAA, NS, SOA};
+use hickory_proto::rr::rdata::{A, AAAA, HINFO, NS, SOA};
 use hickory_proto::rr::{LowerName, Name, RData, Record};
 
 use crate::config::Config;
@@ -24,8 +24,12 @@ const SOA_EXPIRE: i32 = 86400;
 pub struct NameRecords {
     pub a: Vec<Record>,
     pub aaaa: Vec<Record>,
-    /// `a` then `aaaa`, for ANY queries.
+    /// The answer to ANY: one synthesized HINFO "RFC8482" when the name has addresses (RFC 8482
+    /// §4.2), never the RRsets themselves, so ANY is no lever for amplification.
     pub any: Vec<Record>,
+    /// A hostname whose answer is not known yet (before the first round, with no recent saved
+    /// answer): A, AAAA and ANY get SERVFAIL, so resolvers ask another agent.
+    pub pending: bool,
 }
 
 /// Everything the DNS server needs to answer, for one moment.
@@ -40,8 +44,6 @@ pub struct Zone {
     pub ns: Vec<Record>,
     /// A/AAAA records of in-zone nameserver names, for the additional section.
     pub glue: Vec<Record>,
-    /// SOA and NS together, for ANY at the apex.
-    pub apex_any: Vec<Record>,
     /// Every existing name below the apex, including empty non-terminals (no records).
     pub names: HashMap<LowerName, NameRecords>,
 }
@@ -69,9 +71,11 @@ impl Zone {
             && soa_without_serial(self) == soa_without_serial(other)
     }
 
-    /// A zone that answers SERVFAIL for everything in it: the state before the first round.
-    pub fn not_ready(config: &Config) -> Self {
-        let mut zone = build(config, &[], 0);
+    /// The zone before the first round of checks: the static data (SOA, NS, glue, `ns-<id>`,
+    /// empty non-terminals, NXDOMAIN) as always, each hostname with its entry of `saved` (one
+    /// per hostname, in config order; the last answers published, when recent) or SERVFAIL.
+    pub fn not_ready(config: &Config, serial: u32, saved: &[Option<Decision>]) -> Self {
+        let mut zone = build_with(config, |h| saved.get(h).and_then(Option::as_ref), serial);
         zone.ready = false;
         zone
     }
@@ -107,11 +111,26 @@ fn add_addresses(
             entry.aaaa.push(record);
         }
     }
-    entry.any = entry.a.iter().chain(entry.aaaa.iter()).cloned().collect();
+    entry.any.clear();
+    if !(entry.a.is_empty() && entry.aaaa.is_empty()) {
+        let hinfo = HINFO::new("RFC8482".into(), String::new());
+        entry
+            .any
+            .push(Record::from_rdata(name.clone(), ttl, RData::HINFO(hinfo)));
+    }
 }
 
 /// Builds the zone for the given decisions (one per hostname, in config order) and serial.
 pub fn build(config: &Config, decisions: &[Decision], serial: u32) -> Zone {
+    build_with(config, |h| decisions.get(h), serial)
+}
+
+/// Builds the zone with `decision(h)` for hostname `h`; a hostname without one is pending.
+fn build_with<'d>(
+    config: &Config,
+    decision: impl Fn(usize) -> Option<&'d Decision>,
+    serial: u32,
+) -> Zone {
     let origin = &config.zone;
     let ttl = config.dns.ttl.as_secs() as u32;
     let ns_ttl = config.dns.ns_ttl.as_secs() as u32;
@@ -133,7 +152,7 @@ pub fn build(config: &Config, decisions: &[Decision], serial: u32) -> Zone {
             ns_ttl,
             config.nodes[n].addresses.iter().copied(),
         );
-        glue.extend(entry.any.iter().cloned());
+        glue.extend(entry.a.iter().chain(entry.aaaa.iter()).cloned());
     }
 
     let soa = SOA::new(
@@ -149,13 +168,15 @@ pub fn build(config: &Config, decisions: &[Decision], serial: u32) -> Zone {
 
     for (h, hostname) in config.hostnames.iter().enumerate() {
         let entry = names.entry(LowerName::new(&hostname.fqdn)).or_default();
-        if let Some(decision) = decisions.get(h) {
+        if let Some(decision) = decision(h) {
             let ips = decision
                 .nodes
                 .iter()
                 .flat_map(|&n| config.nodes[n].addresses.iter().copied())
                 .filter(|ip| hostname.family.allows(ip));
             add_addresses(entry, &hostname.fqdn, ttl, ips);
+        } else {
+            entry.pending = true;
         }
         // Names between the hostname and the apex exist without records (empty non-terminals).
         let mut parent = hostname.fqdn.base_name();
@@ -165,7 +186,6 @@ pub fn build(config: &Config, decisions: &[Decision], serial: u32) -> Zone {
         }
     }
 
-    let apex_any = soa.iter().chain(ns.iter()).cloned().collect();
     Zone {
         origin: LowerName::new(origin),
         ready: true,
@@ -173,7 +193,6 @@ pub fn build(config: &Config, decisions: &[Decision], serial: u32) -> Zone {
         soa,
         ns,
         glue,
-        apex_any,
         names,
     }
 }
