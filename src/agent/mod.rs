@@ -6,6 +6,7 @@
 //!                                                              └──────► Status ─ArcSwap──► dashboard, notifier
 //! ```
 
+mod tasks;
 mod writer;
 
 use std::net::SocketAddr;
@@ -15,7 +16,6 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use tokio::sync::{broadcast, mpsc};
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -33,6 +33,8 @@ use crate::notify::Notifier;
 use crate::overrides::Overrides;
 use crate::state_dir::{StateDir, next_serial};
 use crate::status::Status;
+pub use tasks::TaskFailure;
+use tasks::Tasks;
 pub use writer::Command;
 use writer::{HealthTask, Reconfigure};
 
@@ -110,6 +112,13 @@ pub enum AgentError {
     },
     #[error("the DNS server stopped: {0}")]
     Dns(String),
+    /// A task that must run as long as the agent panicked, failed or stopped.
+    #[error(
+        "the {} task failed: {}; the agent stops so that its supervisor (systemd Restart=on-failure) starts it again",
+        .0.task,
+        .0.why
+    )]
+    Task(TaskFailure),
     /// A notification channel cannot be set up (a password variable not set, say): a
     /// configuration problem, located in the file.
     #[error("{0}")]
@@ -296,12 +305,16 @@ impl Agent {
 
         let channel_size = |c: &Config| c.pair_count().clamp(16, 65_536);
         let (tx, rx) = mpsc::channel(channel_size(&config));
-        let mut probe_tasks = JoinSet::new();
+        // Probes, dashboard and peer tasks: any of them failing stops the agent (see `Tasks`).
+        let mut tasks = Tasks::default();
         // Each configuration's probes stop with their own token (a reload) or with shutdown.
         let mut generation = shutdown.child_token();
-        spawn_probes(&mut probe_tasks, &config, probes, &tx, &generation);
+        spawn_probes(&mut tasks, &config, probes, &tx, &generation);
         drop(tx);
-        let dashboard_task = tokio::spawn(dashboard.serve(shutdown.clone()));
+        let stop = shutdown.clone();
+        tasks.spawn("dashboard", async move {
+            dashboard.serve(stop).await.map_err(|e| e.to_string())
+        });
 
         // Before the health task: it must not emit an event nobody is subscribed to yet.
         let mut notify_task = notifier.map(|(notifier, events)| {
@@ -318,22 +331,26 @@ impl Agent {
 
         // Agreement: serve our observations, pull the others'.
         let (report_tx, peer_reports) = mpsc::channel(64);
-        let mut cluster_tasks = JoinSet::new();
         if let Some((server, secret)) = cluster {
             let context = PeerContext::new(published.status.clone(), secret.clone());
             let stop = shutdown.clone();
-            cluster_tasks.spawn(async move {
-                if let Err(error) = server.serve(context, stop).await {
-                    error!(%error, "the peer API stopped; the other agents no longer get this agent's votes");
-                }
+            tasks.spawn("peer API", async move {
+                server
+                    .serve(context, stop)
+                    .await
+                    .map_err(|e| format!("{e} (the other agents no longer get this agent's votes)"))
             });
-            cluster_tasks.spawn(pull::run(
+            let pulls = pull::run(
                 published.status.clone(),
                 secret,
                 report_tx,
                 published.pull_now.clone(),
                 shutdown.clone(),
-            ));
+            );
+            tasks.spawn("peer pull", async move {
+                pulls.await;
+                Ok(())
+            });
         } else {
             drop(report_tx);
         }
@@ -349,13 +366,38 @@ impl Agent {
         ));
         let mut current = config;
         // A JoinHandle must not be awaited again once it has completed.
-        let mut health_done = false;
+        let (mut health_done, mut notify_done) = (false, false);
+        let failed = |task: &str, why: String| {
+            error!(task, error = %why, "a task failed; shutting down");
+            Err(AgentError::Task(TaskFailure {
+                task: task.into(),
+                why,
+            }))
+        };
         let outcome = loop {
             tokio::select! {
                 () = shutdown.cancelled() => break Ok(()),
-                _ = &mut health_task => {
+                result = &mut health_task => {
                     health_done = true;
-                    break Ok(());
+                    // It returns only at shutdown; anything else leaves DNS frozen.
+                    break match result {
+                        Ok(()) if shutdown.is_cancelled() => Ok(()),
+                        Ok(()) => failed("health", "stopped before shutdown".into()),
+                        Err(e) => failed("health", tasks::describe(e)),
+                    };
+                }
+                Some(done) = tasks.next() => {
+                    if let Err(failure) = done {
+                        break failed(&failure.task, failure.why);
+                    }
+                }
+                result = async { notify_task.as_mut().expect("checked").await }, if notify_task.is_some() && !notify_done => {
+                    notify_done = true;
+                    let why = match result {
+                        Ok(()) => "stopped before shutdown".to_string(),
+                        Err(e) => tasks::describe(e),
+                    };
+                    break failed("notifier", why);
                 }
                 Some(()) = reloads.recv() => {
                     match load_for_reload(&current, &clients) {
@@ -367,12 +409,10 @@ impl Agent {
                             }
                             generation.cancel();
                             generation = shutdown.child_token();
-                            spawn_probes(&mut probe_tasks, &new, probes, &tx, &generation);
+                            spawn_probes(&mut tasks, &new, probes, &tx, &generation);
                             current = new;
                         }
                     }
-                    // Finished probe tasks of replaced configurations are collected here.
-                    while probe_tasks.try_join_next().is_some() {}
                 }
                 result = &mut server_task => {
                     let message = match result {
@@ -394,25 +434,23 @@ impl Agent {
         server_token.cancel();
         let notify_deadline = Instant::now() + NOTIFY_FLUSH_GRACE;
         let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-            while probe_tasks.join_next().await.is_some() {}
-            while cluster_tasks.join_next().await.is_some() {}
-            if !health_done {
-                let _ = (&mut health_task).await;
+            while let Some(done) = tasks.next().await {
+                if let Err(f) = done {
+                    warn!(task = %f.task, error = %f.why, "a task failed while shutting down");
+                }
+            }
+            if !health_done && let Err(e) = (&mut health_task).await {
+                warn!(task = "health", error = %tasks::describe(e), "a task failed while shutting down");
             }
             if !server_task.is_finished() {
                 let _ = server_task.await;
-            }
-            match dashboard_task.await {
-                Ok(Err(e)) => warn!(error = %e, "the dashboard stopped with an error"),
-                Err(e) => warn!(error = %e, "the dashboard task failed"),
-                Ok(Ok(())) => {}
             }
         })
         .await;
         if drained.is_err() {
             warn!(grace = ?SHUTDOWN_GRACE, "shutdown grace period over; abandoning unfinished tasks");
         }
-        if let Some(task) = notify_task.as_mut()
+        if let Some(task) = notify_task.as_mut().filter(|_| !notify_done)
             && tokio::time::timeout_at(notify_deadline, task)
                 .await
                 .is_err()
@@ -445,21 +483,26 @@ fn build_probes(config: &Config, clients: &HttpClients) -> Result<Vec<Probe>, Ag
 
 /// Starts one probe task per pair, all stopped by `generation`.
 fn spawn_probes(
-    tasks: &mut JoinSet<()>,
+    tasks: &mut Tasks,
     config: &Config,
     probes: Vec<Probe>,
     results: &mpsc::Sender<Observation>,
     generation: &CancellationToken,
 ) {
     for (pair, probe) in probes.into_iter().enumerate() {
-        let (_, c) = config.pair(pair);
-        tasks.spawn(run_pair(
+        let (n, c) = config.pair(pair);
+        let name = format!("probe {}/{}", config.nodes[n].id, config.checks[c].id);
+        let run = run_pair(
             pair,
             probe,
             config.checks[c].timing,
             results.clone(),
             generation.clone(),
-        ));
+        );
+        tasks.spawn(name, async move {
+            run.await;
+            Ok(())
+        });
     }
 }
 

@@ -81,9 +81,13 @@ pub async fn run(
             });
         }
         while let Some(done) = pulls.join_next().await {
-            if let Ok(report) = done
-                && reports.send(report).await.is_err()
-            {
+            // A pull that panicked is this task's failure (the agent stops on it), not a peer's.
+            let report = match done {
+                Ok(report) => report,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => continue, // cancelled: the runtime is going down
+            };
+            if reports.send(report).await.is_err() {
                 return;
             }
         }

@@ -35,9 +35,9 @@ pub struct ConfigFile {
 #[serde(deny_unknown_fields)]
 pub struct DnsSection {
     pub listen: Option<Vec<Spanned<String>>>,
-    pub ttl: Option<HumanDuration>,
+    pub ttl: Option<Spanned<HumanDuration>>,
     /// TTL of the apex NS records and their glue, which change only with the configuration.
-    pub ns_ttl: Option<HumanDuration>,
+    pub ns_ttl: Option<Spanned<HumanDuration>>,
     pub nameservers: Option<Spanned<String>>,
     /// Mailbox written into the SOA record (`hostmaster@<parent of the zone>` by default).
     pub hostmaster: Option<String>,
@@ -47,7 +47,7 @@ pub struct DnsSection {
 #[serde(deny_unknown_fields)]
 pub struct DashboardSection {
     pub listen: Option<Spanned<String>>,
-    pub refresh: Option<HumanDuration>,
+    pub refresh: Option<Spanned<HumanDuration>>,
 }
 
 /// Timing keys, used both under `defaults:` and inside each check.

@@ -34,6 +34,18 @@ pub const DEFAULT_CLUSTER_SECRET_ENV: &str = "FAILOVERD_CLUSTER_SECRET";
 /// Default HTTP body limit of checks: enough for a login page, small enough that a huge
 /// response cannot eat memory.
 pub const DEFAULT_BODY_LIMIT: u64 = 64 * 1024;
+/// The longest `interval` and `retry_interval`: a check probed less than daily is not a health
+/// check, and every sum of durations the agent computes stays far from overflow.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+/// The longest probe `timeout`.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// The shortest `interval`, `retry_interval` and `timeout`.
+pub const MIN_TIMING: Duration = Duration::from_millis(10);
+/// The longest TTL a resolver honours (RFC 2181 §8: 2^31 − 1 seconds).
+pub const MAX_TTL: Duration = Duration::from_secs((1 << 31) - 1);
+/// The range of `dashboard.refresh`: the page's `<meta refresh>` counts whole seconds.
+pub const REFRESH_RANGE: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(24 * 3600));
 
 /// A fully validated configuration. Built once by [`load`]; never changed afterwards.
 #[derive(Debug, Clone)]
@@ -411,6 +423,11 @@ impl<'a> Validator<'a> {
         } = raw;
 
         let zone_name = self.zone(&zone)?;
+        for (value, key) in [(&dns.ttl, "dns.ttl"), (&dns.ns_ttl, "dns.ns_ttl")] {
+            self.bounded(value.as_ref(), key, (Duration::ZERO, MAX_TTL), ttl_text)?;
+        }
+        let refresh = dashboard.refresh.as_ref();
+        self.bounded(refresh, "dashboard.refresh", REFRESH_RANGE, format_duration)?;
         let dns = self.dns(dns, &zone_name)?;
         let dashboard = self.dashboard(dashboard)?;
         let defaults = self.timing_defaults(&defaults)?;
@@ -419,8 +436,15 @@ impl<'a> Validator<'a> {
             return Err(self.plain_error("nodes", "at least one node is needed"));
         }
         let mut node_ids: HashMap<String, usize> = HashMap::new();
+        let mut folded_node_ids = HashMap::new();
         let mut built_nodes = Vec::new();
         for (i, entry) in nodes.into_iter().enumerate() {
+            self.unique_ignoring_case(
+                &entry.id,
+                &format!("nodes[{i}].id"),
+                "node",
+                &mut folded_node_ids,
+            )?;
             let node = self.node(i, entry, &mut node_ids)?;
             built_nodes.push(node);
         }
@@ -429,8 +453,15 @@ impl<'a> Validator<'a> {
             return Err(self.plain_error("checks", "at least one check is needed"));
         }
         let mut check_ids: HashMap<String, usize> = HashMap::new();
+        let mut folded_check_ids = HashMap::new();
         let mut built_checks = Vec::new();
         for (i, entry) in checks.into_iter().enumerate() {
+            self.unique_ignoring_case(
+                &entry.id,
+                &format!("checks[{i}].id"),
+                "check",
+                &mut folded_check_ids,
+            )?;
             let check = self.check(i, entry, &defaults, &mut check_ids)?;
             built_checks.push(check);
         }
@@ -453,26 +484,6 @@ impl<'a> Validator<'a> {
             }
             built_hostnames.push(hostname);
         }
-        for h in &built_hostnames {
-            let label = h
-                .fqdn
-                .iter()
-                .next()
-                .map(|l| String::from_utf8_lossy(l).to_lowercase());
-            if let Some(label) = label.filter(|l| l.starts_with("ns-")) {
-                let id = &label[3..];
-                if h.fqdn.num_labels() == zone_name.num_labels() + 1 && node_ids.contains_key(id) {
-                    return Err(self.plain_error(
-                        "hostnames",
-                        format!(
-                            "`{}` is the nameserver name of node `{id}`; pick another name",
-                            h.name
-                        ),
-                    ));
-                }
-            }
-        }
-
         let (self_node, self_source) = match &self_id {
             Some(id) => match node_ids.get(id.value.as_str()) {
                 Some(&i) => (Some(i), SelfSource::Configured),
@@ -651,10 +662,8 @@ impl<'a> Validator<'a> {
                 format!("`{}` is not supported; the only value is `auto` (ns-<node id>.<zone> for every node, with glue)", ns.value),
             ));
         }
-        let ttl = ttl.map(|d| d.0).unwrap_or(Duration::from_secs(10));
-        if ttl.as_secs() > u32::MAX as u64 {
-            return Err(self.plain_error("dns.ttl", "is too long"));
-        }
+        // Bounded by `validate` (at most MAX_TTL): whole seconds fit a u32.
+        let ttl = ttl.map(|d| d.value.0).unwrap_or(Duration::from_secs(10));
         let hostmaster = match hostmaster {
             // Outside the zone: the agent serves no MX or address for `hostmaster.<zone>`, so
             // mail to it could never be delivered. The parent domain is where mail for the
@@ -686,7 +695,9 @@ impl<'a> Validator<'a> {
         Ok(DnsConfig {
             listen,
             ttl,
-            ns_ttl: ns_ttl.map(|d| d.0).unwrap_or(Duration::from_secs(3600)),
+            ns_ttl: ns_ttl
+                .map(|d| d.value.0)
+                .unwrap_or(Duration::from_secs(3600)),
             hostmaster,
         })
     }
@@ -699,7 +710,9 @@ impl<'a> Validator<'a> {
         };
         Ok(DashboardConfig {
             listen,
-            refresh: refresh.map(|d| d.0).unwrap_or(Duration::from_secs(60)),
+            refresh: refresh
+                .map(|d| d.value.0)
+                .unwrap_or(Duration::from_secs(60)),
         })
     }
 
@@ -714,6 +727,54 @@ impl<'a> Validator<'a> {
                 ),
             )
         })
+    }
+
+    /// Refuses a written duration outside `min..=max`, naming the key to change.
+    fn bounded(
+        &self,
+        value: Option<&Spanned<HumanDuration>>,
+        key: &str,
+        (min, max): (Duration, Duration),
+        show: fn(Duration) -> String,
+    ) -> Result<(), ConfigError> {
+        let Some(span) = value else { return Ok(()) };
+        let v = span.value.0;
+        if v < min {
+            let message = format!("{} is too short; use at least {}", show(v), show(min));
+            return Err(self.error(span, key, message));
+        }
+        if v > max {
+            let message = format!("{} is too long; use at most {}", show(v), show(max));
+            return Err(self.error(span, key, message));
+        }
+        Ok(())
+    }
+
+    /// Refuses an id that differs from an earlier one only in letter case: ids become DNS names
+    /// (`ns-<node id>`), labels and metric values, where `n1` and `N1` read as one. An exact
+    /// repeat is left to the caller's own "used twice" message.
+    fn unique_ignoring_case(
+        &self,
+        id: &Spanned<String>,
+        key: &str,
+        what: &str,
+        seen: &mut HashMap<String, String>,
+    ) -> Result<(), ConfigError> {
+        match seen.get(&id.value.to_ascii_lowercase()) {
+            Some(earlier) if *earlier != id.value => Err(self.error(
+                id,
+                key,
+                format!(
+                    "{what} id `{}` differs from `{earlier}` only in case; ids are compared ignoring case (DNS names are), so rename one",
+                    id.value
+                ),
+            )),
+            Some(_) => Ok(()),
+            None => {
+                seen.insert(id.value.to_ascii_lowercase(), id.value.clone());
+                Ok(())
+            }
+        }
     }
 
     fn timing_defaults(&self, d: &TimingSection) -> Result<Timing, ConfigError> {
@@ -737,32 +798,31 @@ impl<'a> Validator<'a> {
             v.as_ref().map(|s| s.value.0).unwrap_or(d)
         };
         let interval = pick(&t.interval, base.interval);
+        // Unset here while the interval is set here, the retry interval and the timeout are the
+        // inherited values, but no longer than this interval: probing a failing check less often
+        // than a passing one would only delay failback, and `interval: 1s` alone must not meet
+        // the built-in 5 s timeout.
+        let follow =
+            |v: &Option<Spanned<HumanDuration>>, inherited: Duration| match (v, &t.interval) {
+                (Some(written), _) => written.value.0,
+                (None, Some(_)) => inherited.min(interval),
+                (None, None) => inherited,
+            };
         let timing = Timing {
             interval,
-            // Unset here while the interval is set here: the inherited value, but no longer than
-            // this interval (probing a failing check less often than a passing one would only
-            // delay failback).
-            retry_interval: match (&t.retry_interval, &t.interval) {
-                (Some(retry), _) => retry.value.0,
-                (None, Some(_)) => base.retry_interval.min(interval),
-                (None, None) => base.retry_interval,
-            },
-            timeout: pick(&t.timeout, base.timeout),
+            retry_interval: follow(&t.retry_interval, base.retry_interval),
+            timeout: follow(&t.timeout, base.timeout),
             fall: t.fall.as_ref().map(|s| s.value).unwrap_or(base.fall),
             rise: t.rise.as_ref().map(|s| s.value).unwrap_or(base.rise),
         };
-        for (name, value, span) in [
-            ("interval", timing.interval, &t.interval),
-            ("retry_interval", timing.retry_interval, &t.retry_interval),
-            ("timeout", timing.timeout, &t.timeout),
+        // Inherited values were bounded where they were written; written ones are bounded here.
+        for (name, span, max) in [
+            ("interval", &t.interval, MAX_INTERVAL),
+            ("retry_interval", &t.retry_interval, MAX_INTERVAL),
+            ("timeout", &t.timeout, MAX_TIMEOUT),
         ] {
-            if value < Duration::from_millis(10) {
-                let message = format!("{} is too short; use at least 10ms", format_duration(value));
-                return Err(match span {
-                    Some(s) => self.error(s, format!("{prefix}.{name}"), message),
-                    None => self.plain_error(format!("{prefix}.{name}"), message),
-                });
-            }
+            let key = format!("{prefix}.{name}");
+            self.bounded(span.as_ref(), &key, (MIN_TIMING, max), format_duration)?;
         }
         for (name, value, span) in [
             ("fall", timing.fall, &t.fall),
@@ -776,26 +836,19 @@ impl<'a> Validator<'a> {
                 });
             }
         }
-        if timing.timeout >= timing.interval || timing.timeout > timing.retry_interval {
-            let (other, other_value) = if timing.timeout >= timing.interval {
-                ("interval", timing.interval)
-            } else {
-                ("retry_interval", timing.retry_interval)
-            };
+        // A retry_interval shorter than the timeout is fine: probes of a pair run one after the
+        // other, so the next one starts when the previous ends. A timeout longer than the
+        // interval is not: a passing check could not keep its period. Only a timeout written
+        // here can get there (an inherited one follows the interval, see above).
+        if timing.timeout > timing.interval
+            && let Some(span) = &t.timeout
+        {
             let message = format!(
-                "timeout {} must be shorter than {other} {} (probes of one check never overlap); lower the timeout or raise the {other}",
+                "timeout {} is longer than interval {}; lower `{prefix}.timeout` or set a longer `{prefix}.interval`",
                 format_duration(timing.timeout),
-                format_duration(other_value)
+                format_duration(timing.interval)
             );
-            let span = t.timeout.as_ref().or(if other == "interval" {
-                t.interval.as_ref()
-            } else {
-                t.retry_interval.as_ref()
-            });
-            return Err(match span {
-                Some(s) => self.error(s, format!("{prefix}.timeout"), message),
-                None => self.plain_error(format!("{prefix}.timeout"), message),
-            });
+            return Err(self.error(span, format!("{prefix}.timeout"), message));
         }
         Ok(timing)
     }
@@ -1155,6 +1208,20 @@ impl<'a> Validator<'a> {
                 )
             })?;
 
+        // `ns-<node id>` is the nameserver name of that node (ids compare ignoring case, as DNS does).
+        if let Some(node) = relative
+            .strip_prefix("ns-")
+            .and_then(|id| nodes.iter().find(|n| n.id.eq_ignore_ascii_case(id)))
+        {
+            return Err(self.error(
+                &name,
+                format!("{key}.name"),
+                format!(
+                    "`{relative}` is the nameserver name of node `{}`; pick another name",
+                    node.id
+                ),
+            ));
+        }
         if checks.is_empty() {
             return Err(self.error(
                 &name,
@@ -1276,6 +1343,15 @@ impl<'a> Validator<'a> {
             when_all_down,
             family: family_value,
         })
+    }
+}
+
+/// A TTL as RFC 2181 counts it: whole seconds.
+fn ttl_text(d: Duration) -> String {
+    if d == MAX_TTL {
+        format!("{}s (2^31 − 1, RFC 2181)", d.as_secs())
+    } else {
+        format!("{}s", d.as_secs())
     }
 }
 

@@ -19,6 +19,12 @@ fn files(dir: &str) -> Vec<PathBuf> {
     files
 }
 
+fn valid(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/configs/valid")
+        .join(name)
+}
+
 /// Loads with the bare file name as the path, so messages are stable across checkouts.
 fn load_named(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).unwrap();
@@ -78,7 +84,7 @@ fn the_example_config_parses() {
 
 #[test]
 fn defaults_are_the_documented_ones() {
-    let config = load_named(&files("valid")[1]).unwrap(); // minimal.yaml
+    let config = load_named(&valid("minimal.yaml")).unwrap();
     assert_eq!(
         config.dns.listen,
         ["0.0.0.0:53".parse().unwrap(), "[::]:53".parse().unwrap()]
@@ -113,7 +119,7 @@ fn defaults_are_the_documented_ones() {
 
 #[test]
 fn hostnames_may_be_written_fully_qualified_and_checks_keep_their_overrides() {
-    let config = load_named(&files("valid")[0]).unwrap(); // dual-stack.yaml
+    let config = load_named(&valid("dual-stack.yaml")).unwrap();
     assert_eq!(config.hostnames[0].name, "portal");
     assert_eq!(
         config.hostnames[0].fqdn.to_ascii(),
@@ -186,5 +192,49 @@ fn an_unset_retry_interval_is_never_slower_than_the_interval() {
     assert_eq!(
         retry("timeout: 200ms", ", interval: 1s, retry_interval: 250ms"),
         ms(250)
+    );
+}
+
+#[test]
+fn an_unset_timeout_follows_the_interval_and_a_retry_may_be_shorter_than_the_timeout() {
+    let ms = Duration::from_millis;
+    let timing = |name: &str| load_named(&valid(name)).unwrap().checks[0].timing;
+    // `defaults: { interval: 1s }` alone: retry and timeout follow the interval.
+    let t = timing("interval-only.yaml");
+    assert_eq!(
+        (t.interval, t.retry_interval, t.timeout),
+        (ms(1000), ms(1000), ms(1000))
+    );
+    // A retry shorter than the timeout is taken as written.
+    let t = timing("retry-shorter-than-timeout.yaml");
+    assert_eq!((t.retry_interval, t.timeout), (ms(100), ms(300)));
+
+    let base = "zone: ha.example.com\nnodes: [{ id: n1, address: 127.0.0.1 }]\nhostnames: [{ name: app, checks: [web] }]\n";
+    let timeout = |defaults: &str, check: &str| {
+        let text = format!(
+            "{base}defaults: {{ {defaults} }}\nchecks: [{{ id: web, type: tcp, port: 80{check} }}]\n"
+        );
+        let config = parse(Path::new("t.yaml"), &text).unwrap_or_else(|e| panic!("{e}"));
+        config.checks[0].timing.timeout
+    };
+    // A check's interval caps the timeout it inherits, even one written in defaults.
+    assert_eq!(timeout("timeout: 4s", ", interval: 2s"), ms(2000));
+    assert_eq!(timeout("", ", interval: 300ms"), ms(300));
+    // Not written with an interval at the same level: inherited unchanged.
+    assert_eq!(
+        timeout("interval: 10s, timeout: 4s", ", retry_interval: 1s"),
+        ms(4000)
+    );
+    // Written at the same level, it is taken as written, up to the interval.
+    assert_eq!(timeout("", ", interval: 1s, timeout: 1s"), ms(1000));
+    let e = parse(
+        Path::new("t.yaml"),
+        &format!("{base}checks: [{{ id: web, type: tcp, port: 80, interval: 1s, timeout: 2s }}]\n"),
+    )
+    .unwrap_err();
+    assert_eq!(e.key, "checks[0].timeout");
+    assert!(
+        e.message.contains("set a longer `checks[0].interval`"),
+        "{e}"
     );
 }

@@ -310,7 +310,13 @@ impl StatusView {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs())
                     .unwrap_or(0);
-                let unix = |s: u64| rfc3339(std::time::UNIX_EPOCH + Duration::from_secs(s));
+                // Checked: an expiry comes from any agent of the cluster, and a far one must
+                // not panic the page.
+                let unix = |s: u64| {
+                    std::time::UNIX_EPOCH
+                        .checked_add(Duration::from_secs(s))
+                        .map_or_else(|| "invalid time".to_string(), rfc3339)
+                };
                 let mut list: Vec<OverrideView> = status
                     .overrides
                     .iter()

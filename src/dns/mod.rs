@@ -248,7 +248,21 @@ impl DnsSockets {
             );
             std::thread::Builder::new()
                 .name("dns-udp".into())
-                .spawn(move || udp::serve(socket, zone, queries, shutdown, runtime))?;
+                .spawn(move || {
+                    // A panic here would silently end UDP answering on this socket: stop the
+                    // whole server instead, so the agent exits non-zero and is restarted.
+                    let stop = shutdown.clone();
+                    let serve = || udp::serve(socket, zone, queries, shutdown, runtime);
+                    if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(serve)) {
+                        let message = payload
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| payload.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        tracing::error!(task = "dns-udp", error = %format!("panicked: {message}"), "a task failed; stopping the DNS server");
+                        stop.cancel();
+                    }
+                })?;
         }
         for listener in self.tcp {
             server.register_listener(listener, TCP_IDLE_TIMEOUT, 65_535);

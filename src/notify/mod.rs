@@ -155,7 +155,16 @@ impl Notifier {
             );
         }
         tasks.spawn(dispatch(events, outputs, status.clone(), shutdown));
-        tokio::spawn(async move { while tasks.join_next().await.is_some() {} })
+        // A worker's panic is the notifier's: the agent sees it on the returned handle.
+        tokio::spawn(async move {
+            while let Some(done) = tasks.join_next().await {
+                if let Err(e) = done
+                    && e.is_panic()
+                {
+                    std::panic::resume_unwind(e.into_panic());
+                }
+            }
+        })
     }
 
     /// Sends one test message through every channel, once, without retrying.
