@@ -34,6 +34,9 @@ pub const DEFAULT_CLUSTER_SECRET_ENV: &str = "FAILOVERD_CLUSTER_SECRET";
 /// Default HTTP body limit of checks: enough for a login page, small enough that a huge
 /// response cannot eat memory.
 pub const DEFAULT_BODY_LIMIT: u64 = 64 * 1024;
+/// The most of a body an HTTP check reads (a health page is small; more is a misconfiguration,
+/// and every byte read is held against the probe's timeout).
+pub const MAX_BODY_LIMIT: u64 = 16 * 1024 * 1024;
 
 /// A fully validated configuration. Built once by [`load`]; never changed afterwards.
 #[derive(Debug, Clone)]
@@ -1010,6 +1013,18 @@ impl<'a> Validator<'a> {
                         &id,
                         format!("{key}.host"),
                         format!("`{h}` is not a valid Host header"),
+                    ));
+                }
+                if let Some(limit) = &body_limit
+                    && !(1..=MAX_BODY_LIMIT).contains(&limit.value)
+                {
+                    return Err(self.error(
+                        limit,
+                        format!("{key}.body_limit"),
+                        format!(
+                            "{} bytes is outside 1..={MAX_BODY_LIMIT} (16 MiB); a health page needs far less, the default is {DEFAULT_BODY_LIMIT}",
+                            limit.value
+                        ),
                     ));
                 }
                 CheckKind::Http(HttpCheck {
