@@ -128,7 +128,17 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
-        Command::Run { config, state_dir } => {
+        Command::Run { config, state_dir } => runtime().block_on(async move {
+            // First of all: from here on, a SIGHUP or SIGTERM that arrives while the agent
+            // starts is queued (a reload once it runs, a stop) instead of killing the process
+            // by the default action.
+            let signals = match Signals::install() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: cannot listen for signals: {e}");
+                    return ExitCode::from(EXIT_RUNTIME);
+                }
+            };
             let _log = failoverd::logging::init();
             let cfg = match config::load(&config) {
                 Ok(cfg) => cfg,
@@ -137,7 +147,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            runtime().block_on(async move {
+            {
                 let agent = match Agent::build(cfg, &state_dir) {
                     Ok(agent) => agent,
                     // A notification channel or cluster secret that cannot be set up is a
@@ -155,9 +165,9 @@ fn main() -> ExitCode {
                     }
                 };
                 let shutdown = CancellationToken::new();
-                tokio::spawn(cancel_on_signal(shutdown.clone()));
+                tokio::spawn(cancel_on(signals.term, signals.int, shutdown.clone()));
                 let (reload, reloads) = tokio::sync::mpsc::channel(1);
-                tokio::spawn(reload_on_sighup(reload));
+                tokio::spawn(reload_on_sighup(signals.hup, reload));
                 match agent.run_with_reloads(shutdown, reloads).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
@@ -165,8 +175,8 @@ fn main() -> ExitCode {
                         ExitCode::from(EXIT_RUNTIME)
                     }
                 }
-            })
-        }
+            }
+        }),
         Command::Status { config, url, json } => {
             let base = match url {
                 Some(url) => url,
@@ -405,10 +415,30 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("cannot start the tokio runtime")
 }
 
+/// The signals `run` handles, listened for from its first moment: a signal that arrives before
+/// its task reads it is kept (one pending delivery per kind).
+struct Signals {
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            hup: signal(SignalKind::hangup())?,
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+}
+
 /// Asks the agent to re-read its configuration on every SIGHUP (`systemctl reload`).
-async fn reload_on_sighup(reload: tokio::sync::mpsc::Sender<()>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hup = signal(SignalKind::hangup()).expect("cannot listen for SIGHUP");
+async fn reload_on_sighup(
+    mut hup: tokio::signal::unix::Signal,
+    reload: tokio::sync::mpsc::Sender<()>,
+) {
     while hup.recv().await.is_some() {
         tracing::info!("SIGHUP: reloading the configuration");
         // A reload already waiting covers this one too.
@@ -419,11 +449,20 @@ async fn reload_on_sighup(reload: tokio::sync::mpsc::Sender<()>) {
 }
 
 async fn cancel_on_signal(token: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("cannot listen for SIGTERM");
+    match Signals::install() {
+        Ok(s) => cancel_on(s.term, s.int, token).await,
+        Err(e) => tracing::error!(error = %e, "cannot listen for SIGTERM; stop with SIGKILL"),
+    }
+}
+
+async fn cancel_on(
+    mut term: tokio::signal::unix::Signal,
+    mut int: tokio::signal::unix::Signal,
+    token: CancellationToken,
+) {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: shutting down"),
+        _ = int.recv() => tracing::info!("interrupted: shutting down"),
     }
     token.cancel();
 }

@@ -28,7 +28,7 @@ use crate::status::{PeerStatus, RECENT_EVENTS, Status, Vote};
 pub enum Command {
     Override {
         request: overrides::Request,
-        reply: tokio::sync::oneshot::Sender<Result<overrides::Override, String>>,
+        reply: tokio::sync::oneshot::Sender<Result<overrides::Override, overrides::Refused>>,
     },
     /// The notifier gave up on a message: recorded among the recent events.
     NotificationFailed { summary: String },
@@ -89,6 +89,8 @@ struct PeerView {
     last_seen: Option<SystemTime>,
     /// Why the last pull failed.
     error: Option<String>,
+    /// Why overrides it sent were refused last (logged when it changes, not on every pull).
+    refusal: Option<String>,
     /// (node id, check id) → its vote and when the result behind it was observed.
     votes: HashMap<(String, String), PeerVote>,
 }
@@ -148,6 +150,19 @@ impl HealthTask {
         mut commands: mpsc::Receiver<Command>,
         shutdown: CancellationToken,
     ) {
+        // A state file may hold entries this configuration does not allow (a node removed, or
+        // written by a release that took whatever another agent sent): they go now.
+        let (dropped, why) = self
+            .overrides
+            .retain_valid(&self.config, overrides::unix_now());
+        if dropped > 0 {
+            warn!(
+                dropped,
+                first = why.as_deref().unwrap_or(""),
+                "stored overrides this configuration does not allow were dropped"
+            );
+            self.overrides_stored();
+        }
         self.status.overrides = self.overrides.list();
         // The other agents are listed (as not answering yet) from the start.
         self.refresh_peers();
@@ -230,9 +245,13 @@ impl HealthTask {
         } = report;
         match result {
             Ok(observations) => {
-                let before = self.overrides.list();
-                if self.overrides.merge(&observations.overrides) {
-                    for o in self.overrides.list().iter().filter(|o| !before.contains(o)) {
+                let merged = self.overrides.merge(
+                    &observations.overrides,
+                    &self.config,
+                    overrides::unix_now(),
+                );
+                if !merged.changed.is_empty() {
+                    for o in &merged.changed {
                         info!(peer = %peer, change = %o.summary(), "override received from another agent");
                         self.emit(EventKind::OverrideChanged {
                             summary: o.summary(),
@@ -241,6 +260,12 @@ impl HealthTask {
                     self.overrides_stored();
                 }
                 let view = self.peers.entry(peer.clone()).or_default();
+                if view.refusal != merged.first_refusal {
+                    if let Some(why) = &merged.first_refusal {
+                        warn!(peer = %peer, refused = merged.refused, first = %why, "overrides sent by another agent refused (not something an operator of this cluster could set)");
+                    }
+                    view.refusal = merged.first_refusal;
+                }
                 if view.error.is_some() || view.last_ok.is_none() {
                     info!(peer = %peer, "peer agent answers; counting its votes");
                 }
@@ -284,16 +309,38 @@ impl HealthTask {
                 let origin = config
                     .self_node
                     .map(|n| config.nodes[n].id.clone())
-                    .unwrap_or_else(|| "local".into());
-                let result = self
-                    .overrides
-                    .apply(request, &config, &origin, overrides::unix_now());
-                if let Ok(entry) = &result {
-                    info!(change = %entry.summary(), version = entry.version, "override set");
-                    self.emit(EventKind::OverrideChanged {
-                        summary: entry.summary(),
+                    .unwrap_or_else(|| overrides::LOCAL_ORIGIN.into());
+                // Applied only once stored: an override that would not survive a restart is
+                // refused, and the operator told why.
+                let mut next = self.overrides.clone();
+                let result = next
+                    .apply(request, &config, &origin, overrides::unix_now())
+                    .map_err(overrides::Refused::Invalid)
+                    .and_then(|entry| match next.store(self.state.path()) {
+                        Ok(()) => Ok(entry),
+                        Err(e) => Err(overrides::Refused::NotStored(format!(
+                            "cannot store the override in {}: {e}; not applied (free space or fix the permissions, then try again)",
+                            self.state.path().display()
+                        ))),
                     });
-                    self.overrides_stored();
+                match &result {
+                    Ok(entry) => {
+                        info!(change = %entry.summary(), version = entry.version, "override set");
+                        self.overrides = next;
+                        self.emit(EventKind::OverrideChanged {
+                            summary: entry.summary(),
+                        });
+                        self.overrides_changed = true;
+                        self.status.overrides = self.overrides.list();
+                        self.status_dirty = true;
+                    }
+                    Err(overrides::Refused::NotStored(error)) => {
+                        error!(%error, "override refused");
+                        self.emit(EventKind::PublishFailed {
+                            error: error.clone(),
+                        });
+                    }
+                    Err(overrides::Refused::Invalid(_)) => {}
                 }
                 let _ = reply.send(result);
             }
@@ -614,6 +661,15 @@ impl HealthTask {
             hostnames = config.hostnames.len(),
             "configuration reloaded"
         );
+        // Overrides of nodes, hostnames or agents no longer configured go with them.
+        let (dropped, why) = self.overrides.retain_valid(&config, overrides::unix_now());
+        if dropped > 0 {
+            info!(
+                dropped,
+                first = why.as_deref().unwrap_or(""),
+                "overrides the new configuration does not allow were dropped"
+            );
+        }
         self.status.config = config.clone();
         self.status.pairs = pairs;
         self.status.effective = effective;
@@ -622,6 +678,9 @@ impl HealthTask {
         self.status.decisions = decisions;
         self.dirty_all = true;
         self.config = config;
+        if dropped > 0 {
+            self.overrides_stored();
+        }
         self.causes.push("configuration reloaded".into());
         self.refresh_peers();
         self.recompute();

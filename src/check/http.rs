@@ -144,15 +144,21 @@ impl HttpProbe {
         let Some(needle) = &self.expect_body else {
             return Ok(());
         };
-        let mut body: Vec<u8> = Vec::new();
-        while (body.len() as u64) < self.body_limit {
+        let mut scan = BodyScan::new(needle.as_bytes());
+        let mut read: u64 = 0;
+        while read < self.body_limit {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
-                    let room = (self.body_limit as usize).saturating_sub(body.len());
-                    body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                    if contains(&body, needle.as_bytes()) {
+                    let room = self.body_limit - read;
+                    let part =
+                        &chunk[..chunk.len().min(usize::try_from(room).unwrap_or(usize::MAX))];
+                    read += part.len() as u64;
+                    if scan.feed(part) {
                         return Ok(());
                     }
+                    // A body that arrives faster than it is scanned must not keep this task
+                    // (and the probe's timeout) from the scheduler.
+                    tokio::task::consume_budget().await;
                 }
                 Ok(None) => break,
                 Err(e) => return Err(format!("reading the body: {}", describe_error(&e))),
@@ -161,8 +167,42 @@ impl HttpProbe {
         let limit = format_bytes(self.body_limit);
         Err(format!(
             "body did not contain {needle:?} (read {} of at most {limit})",
-            format_bytes(body.len() as u64)
+            format_bytes(read)
         ))
+    }
+}
+
+/// Looks for a needle in a body that arrives in chunks, in time linear in the body: each chunk
+/// is scanned once, with the last `needle.len() - 1` bytes of what came before (a match may
+/// straddle chunks). Nothing else of the body is kept.
+struct BodyScan<'a> {
+    needle: &'a [u8],
+    /// The end of the body so far, at most `needle.len() - 1` bytes, followed by the chunk
+    /// being scanned.
+    window: Vec<u8>,
+}
+
+impl<'a> BodyScan<'a> {
+    fn new(needle: &'a [u8]) -> Self {
+        Self {
+            needle,
+            window: Vec::new(),
+        }
+    }
+
+    /// Takes the next chunk; true once the needle has been seen.
+    fn feed(&mut self, chunk: &[u8]) -> bool {
+        let n = self.needle.len();
+        if n == 0 {
+            return true;
+        }
+        self.window.extend_from_slice(chunk);
+        let found = contains(&self.window, self.needle);
+        let keep = n - 1;
+        if self.window.len() > keep {
+            self.window.drain(..self.window.len() - keep);
+        }
+        found
     }
 }
 
@@ -176,5 +216,44 @@ fn format_bytes(n: u64) -> String {
         format!("{} KiB", n / 1024)
     } else {
         format!("{n} B")
+    }
+}
+
+#[cfg(test)]
+mod scan_tests {
+    use super::BodyScan;
+
+    #[test]
+    fn finds_a_needle_across_chunk_boundaries_and_keeps_only_the_overlap() {
+        let body = b"<html>... Sign in ...</html>";
+        // Every way of cutting the body in two chunks, and in one-byte chunks.
+        for cut in 0..=body.len() {
+            let mut scan = BodyScan::new(b"Sign in");
+            let found = scan.feed(&body[..cut]) | scan.feed(&body[cut..]);
+            assert!(found, "cut at {cut}");
+        }
+        let mut scan = BodyScan::new(b"Sign in");
+        assert!(body.iter().any(|b| scan.feed(&[*b])));
+        assert!(scan.window.len() < b"Sign in".len());
+        let mut scan = BodyScan::new(b"Sign in");
+        assert!(!scan.feed(b"Sign i") && !scan.feed(b"x") && !scan.feed(b"n"));
+    }
+
+    #[test]
+    fn scanning_is_linear_in_the_body() {
+        // 64 MiB in 16 KiB chunks without the needle: rescanning from the start on every chunk
+        // (as before) reads 128 GiB, which takes minutes; once each, it takes well under a second.
+        let chunk = vec![b'a'; 16 * 1024];
+        let mut scan = BodyScan::new(b"Sign in");
+        let started = std::time::Instant::now();
+        for _ in 0..4096 {
+            assert!(!scan.feed(&chunk));
+            assert!(scan.window.len() <= 6, "only the overlap is kept");
+        }
+        let took = started.elapsed();
+        assert!(
+            took < std::time::Duration::from_secs(20),
+            "64 MiB took {took:?}"
+        );
     }
 }

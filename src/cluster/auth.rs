@@ -8,7 +8,8 @@
 //! an agent count a vote. HMAC over mutual TLS: one shared secret from an environment variable
 //! is what operators of a 2–5 node cluster can manage; certificates per node are not.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -118,6 +119,61 @@ impl Secret {
     }
 }
 
+/// How long a nonce is remembered after it was used: a request counts while its time is within
+/// `MAX_SKEW` of ours, and that time may be `MAX_SKEW` ahead of its arrival.
+pub const NONCE_MEMORY: Duration = Duration::from_secs(2 * MAX_SKEW.as_secs());
+/// Nonces remembered per calling agent, at most. An honest puller asks at most four times per
+/// `cluster.period` (100 ms or more): under 2,400 in `NONCE_MEMORY`.
+pub const NONCES_PER_AGENT: usize = 10_000;
+
+/// The nonces used within `NONCE_MEMORY`, per calling agent. Old ones leave by age, oldest first;
+/// a nonce still inside the window is never forgotten, so it can never be replayed. An agent
+/// that spends more than `NONCES_PER_AGENT` in the window is refused until its oldest age out;
+/// it only slows itself down, the other agents have their own room.
+#[derive(Debug, Default)]
+pub struct NonceCache {
+    agents: HashMap<String, AgentNonces>,
+}
+
+#[derive(Debug, Default)]
+struct AgentNonces {
+    /// In the order used (so oldest first).
+    order: VecDeque<(Instant, String)>,
+    seen: HashSet<String>,
+}
+
+impl NonceCache {
+    /// Remembers `nonce` from `agent` (an id of the configuration: the caller checks that
+    /// first, so the map holds at most one entry per node). Err says why it is refused.
+    pub fn first_use(
+        &mut self,
+        agent: &str,
+        nonce: &str,
+        now: Instant,
+    ) -> Result<(), &'static str> {
+        let nonces = match self.agents.get_mut(agent) {
+            Some(n) => n,
+            None => self.agents.entry(agent.to_string()).or_default(),
+        };
+        while let Some((at, old)) = nonces.order.front() {
+            if now.saturating_duration_since(*at) < NONCE_MEMORY {
+                break;
+            }
+            nonces.seen.remove(old);
+            nonces.order.pop_front();
+        }
+        if nonces.seen.contains(nonce) {
+            return Err("nonce already used (a replayed request)");
+        }
+        if nonces.order.len() >= NONCES_PER_AGENT {
+            return Err("too many requests from this agent within a minute");
+        }
+        nonces.seen.insert(nonce.to_string());
+        nonces.order.push_back((now, nonce.to_string()));
+        Ok(())
+    }
+}
+
 /// Seconds since the epoch, now.
 pub fn unix_now() -> u64 {
     SystemTime::now()
@@ -191,6 +247,42 @@ mod tests {
             !a.verify_response("n1", br#"{"agent":"node3"}"#, &sig),
             "a changed body"
         );
+    }
+
+    #[test]
+    fn a_nonce_is_never_forgotten_inside_the_window_however_many_follow() {
+        let mut cache = NonceCache::default();
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        cache.first_use("node2", "first", at(0)).unwrap();
+        // A member spends its whole allowance within the window (the old cache forgot
+        // everything at this point, and "first" could be replayed).
+        for i in 1..NONCES_PER_AGENT {
+            cache.first_use("node2", &format!("n{i}"), at(1)).unwrap();
+        }
+        assert_eq!(
+            cache.first_use("node2", "first", at(2)),
+            Err("nonce already used (a replayed request)")
+        );
+        assert_eq!(
+            cache.first_use("node2", "one more", at(2)),
+            Err("too many requests from this agent within a minute"),
+            "refused, not remembered by forgetting others"
+        );
+        // Another agent has its own room.
+        cache.first_use("node3", "n1", at(2)).unwrap();
+        // Once the oldest is out of the window, it leaves alone, by age.
+        let later = NONCE_MEMORY.as_millis() as u64;
+        cache.first_use("node2", "one more", at(later)).unwrap();
+        assert_eq!(
+            cache.first_use("node2", "n5", at(later)),
+            Err("nonce already used (a replayed request)")
+        );
+        assert_eq!(cache.agents["node2"].order.len(), NONCES_PER_AGENT);
+        // A window later, all but the newest have aged out: memory is bounded by age.
+        cache.first_use("node2", "last", at(later + 2)).unwrap();
+        assert_eq!(cache.agents["node2"].order.len(), 2);
+        assert_eq!(cache.agents["node2"].seen.len(), 2);
     }
 
     #[test]

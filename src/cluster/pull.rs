@@ -1,5 +1,8 @@
 //! Pulls every other agent's observations on the peer API, once per `cluster.period`, and
 //! hands the results (or why a peer did not answer) to the health task.
+//!
+//! An answer is bounded by what the configuration can need (a vote per pair, an override per
+//! node and hostname), and every text in it that may end up in a log is made printable here.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,10 +15,24 @@ use tokio_util::sync::CancellationToken;
 use super::auth::{self, HEADER_AGENT, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIME, Secret};
 use super::{OBSERVATIONS_PATH, Observations, PeerReport};
 use crate::check::describe_error;
+use crate::overrides::printable;
 use crate::status::Status;
 
-/// Biggest answer accepted from a peer (10,000 pairs fit in well under this).
+/// Biggest answer accepted from a peer, whatever the configuration.
 const MAX_BODY: usize = 8 * 1024 * 1024;
+/// Room allowed per vote and per override in an answer: several times what one takes (a vote is
+/// about 150 bytes with an error text, an override about 300 with a long reason).
+const BYTES_PER_VOTE: usize = 2 * 1024;
+const BYTES_PER_OVERRIDE: usize = 4 * 1024;
+/// Longest error text taken from a peer (its probes' errors, its refusals).
+const MAX_PEER_TEXT: usize = 300;
+
+/// Biggest answer accepted from a peer for `config`: an agent with the same configuration never
+/// comes near it; one that sends more is not listened to.
+pub fn max_body(config: &crate::config::Config) -> usize {
+    let targets = config.nodes.len() + config.hostnames.len();
+    (64 * 1024 + config.pair_count() * BYTES_PER_VOTE + targets * BYTES_PER_OVERRIDE).min(MAX_BODY)
+}
 
 /// Runs until `shutdown`. The configuration (peers, period) is read from the status each
 /// round, so reloads apply.
@@ -61,10 +78,11 @@ pub async fn run(
                 node.id.clone(),
             );
             let zone = config.zone.to_ascii().trim_end_matches('.').to_string();
+            let limit = max_body(config);
             pulls.spawn(async move {
                 let result = tokio::time::timeout(
                     period.max(Duration::from_millis(200)),
-                    fetch(&client, &url, &secret, &me_id, &peer, &zone),
+                    fetch(&client, &url, &secret, &me_id, &peer, &zone, limit),
                 )
                 .await
                 .unwrap_or_else(|_| {
@@ -114,6 +132,7 @@ async fn fetch(
     me: &str,
     peer: &str,
     zone: &str,
+    max_body: usize,
 ) -> Result<Observations, String> {
     let nonce = auth::nonce();
     let time = auth::unix_now();
@@ -136,8 +155,11 @@ async fn fetch(
         .to_string();
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| describe_error(&e))? {
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err("answer too large".into());
+        if body.len() + chunk.len() > max_body {
+            return Err(format!(
+                "answer larger than {} KiB, more than this configuration can need; not counted",
+                max_body / 1024
+            ));
         }
         body.extend_from_slice(&chunk);
     }
@@ -150,8 +172,13 @@ async fn fetch(
     if !secret.verify_response(&nonce, &body, &their_signature) {
         return Err("the answer's signature does not verify (not the same cluster secret?)".into());
     }
-    let observations: Observations =
+    let mut observations: Observations =
         serde_json::from_slice(&body).map_err(|e| format!("unreadable answer: {e}"))?;
+    for o in &mut observations.observations {
+        if let Some(error) = &mut o.error {
+            *error = printable(error, MAX_PEER_TEXT);
+        }
+    }
     if observations.agent != peer {
         return Err(format!(
             "answered as `{}`, expected `{peer}` (check nodes' addresses)",

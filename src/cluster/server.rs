@@ -7,7 +7,6 @@
 //! | missing headers, unknown caller, time off by more than 30 s, reused nonce, bad signature | 401 (logged) |
 //! | anything else                                        | 404 / 405 |
 
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -24,21 +23,18 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::auth::{
-    self, HEADER_AGENT, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIME, MAX_SKEW, Secret,
+    self, HEADER_AGENT, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIME, MAX_SKEW, NonceCache, Secret,
 };
 use super::{OBSERVATIONS_PATH, Observation, Observations};
 use crate::dashboard::{CappedListener, Peer};
 use crate::health::State as Health;
 use crate::status::Status;
 
-/// Nonces remembered, at most (older ones leave first; their time is outside the window anyway).
-const NONCE_MEMORY: usize = 10_000;
-
 /// What the handler needs: the current status (own observations) and the secret.
 pub struct PeerContext {
     pub status: Arc<ArcSwap<Status>>,
     pub secret: Secret,
-    seen: Mutex<HashMap<String, Instant>>,
+    seen: Mutex<NonceCache>,
 }
 
 impl PeerContext {
@@ -46,21 +42,15 @@ impl PeerContext {
         Arc::new(Self {
             status,
             secret,
-            seen: Mutex::new(HashMap::new()),
+            seen: Mutex::new(NonceCache::default()),
         })
     }
 
-    /// Remembers `nonce`; false if it was seen within the replay window.
-    fn first_use(&self, nonce: &str) -> bool {
-        let now = Instant::now();
+    /// Remembers `agent`'s `nonce`; Err if it was seen within the replay window (or the agent
+    /// used too many).
+    fn first_use(&self, agent: &str, nonce: &str) -> Result<(), &'static str> {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.len() >= NONCE_MEMORY {
-            seen.retain(|_, at| now.duration_since(*at) < MAX_SKEW * 2);
-            if seen.len() >= NONCE_MEMORY {
-                seen.clear();
-            }
-        }
-        seen.insert(nonce.to_string(), now).is_none()
+        seen.first_use(agent, nonce, Instant::now().into_std())
     }
 }
 
@@ -150,8 +140,8 @@ async fn observations(
         return refuse("bad signature (not the same cluster secret?)");
     }
     // After the signature: only a member can spend a nonce.
-    if !context.first_use(nonce) {
-        return refuse("nonce already used (a replayed request)");
+    if let Err(why) = context.first_use(agent, nonce) {
+        return refuse(why);
     }
 
     let now = SystemTime::now();

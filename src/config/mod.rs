@@ -46,6 +46,9 @@ pub const MAX_TTL: Duration = Duration::from_secs((1 << 31) - 1);
 /// The range of `dashboard.refresh`: the page's `<meta refresh>` counts whole seconds.
 pub const REFRESH_RANGE: (Duration, Duration) =
     (Duration::from_secs(1), Duration::from_secs(24 * 3600));
+/// The most of a body an HTTP check reads (a health page is small; more is a misconfiguration,
+/// and every byte read is held against the probe's timeout).
+pub const MAX_BODY_LIMIT: u64 = 16 * 1024 * 1024;
 
 /// A fully validated configuration. Built once by [`load`]; never changed afterwards.
 #[derive(Debug, Clone)]
@@ -1074,6 +1077,18 @@ impl<'a> Validator<'a> {
                         &id,
                         format!("{key}.host"),
                         format!("`{h}` is not a valid Host header"),
+                    ));
+                }
+                if let Some(limit) = &body_limit
+                    && !(1..=MAX_BODY_LIMIT).contains(&limit.value)
+                {
+                    return Err(self.error(
+                        limit,
+                        format!("{key}.body_limit"),
+                        format!(
+                            "{} bytes is outside 1..={MAX_BODY_LIMIT} (16 MiB); a health page needs far less, the default is {DEFAULT_BODY_LIMIT}",
+                            limit.value
+                        ),
                     ));
                 }
                 CheckKind::Http(HttpCheck {

@@ -5,8 +5,8 @@
 //! | request                                                         | answer |
 //! |-----------------------------------------------------------------|--------|
 //! | `GET /api/v1/csrf`                                              | 200 `{"token": …}` |
-//! | `POST /api/v1/overrides`, JSON, header `x-failoverd-csrf: token` | 200 the override as JSON; 400 why not; 403 bad token |
-//! | `POST /overrides`, a form with field `csrf`                     | 303 back to `/`; 400 why not; 403 bad token |
+//! | `POST /api/v1/overrides`, JSON, header `x-failoverd-csrf: token` | 200 the override as JSON; 400 why not; 403 bad token; 500 not stored (and not applied) |
+//! | `POST /overrides`, a form with field `csrf`                     | 303 back to `/`; 400 why not; 403 bad token; 500 not stored (and not applied) |
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 use super::DashboardState;
 use crate::agent::Command;
 use crate::config::HumanDuration;
-use crate::overrides::{Kind, Override, Request};
+use crate::overrides::{Kind, Override, Refused, Request};
 
 /// The header API clients put the token in.
 pub const CSRF_HEADER: &str = "x-failoverd-csrf";
@@ -138,7 +138,8 @@ async fn apply(
         .map_err(|_| gone())?;
     match tokio::time::timeout(APPLY_TIMEOUT, outcome).await {
         Ok(Ok(Ok(o))) => Ok(o),
-        Ok(Ok(Err(why))) => Err((StatusCode::BAD_REQUEST, why)),
+        Ok(Ok(Err(Refused::Invalid(why)))) => Err((StatusCode::BAD_REQUEST, why)),
+        Ok(Ok(Err(Refused::NotStored(why)))) => Err((StatusCode::INTERNAL_SERVER_ERROR, why)),
         Ok(Err(_)) => Err(gone()),
         Err(_) => Err((
             StatusCode::SERVICE_UNAVAILABLE,
