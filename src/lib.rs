@@ -16,6 +16,7 @@ pub mod events;
 pub mod health;
 pub mod notify;
 pub mod overrides;
+pub mod serial;
 pub mod state_dir;
 pub mod status;
 pub mod verify;

@@ -497,10 +497,10 @@ fn sighup_reloads_keeps_state_refuses_a_broken_file_and_moves_the_serial_only_on
         dig(dns, &format!("pool.{ZONE}"), "A", &[]).answers == ["127.0.63.2"]
     });
     assert_eq!(app(), ["127.0.63.2"], "node1 stays down across the reload");
-    assert_eq!(
-        common::soa_serial(dns, ZONE),
-        serial.wrapping_add(1),
-        "a new name is a change: one serial step"
+    let moved = common::soa_serial(dns, ZONE);
+    assert!(
+        moved.wrapping_sub(serial) as i32 > 0,
+        "a new name is a change: the serial moves up ({serial} → {moved})"
     );
 
     // New priorities: node2 is now preferred even when node1 is back.
