@@ -200,9 +200,10 @@ impl HealthTask {
                     }
                     // A serial that could not be stored is stored as soon as it can be.
                     if self.serial.pending() {
-                        let now = overrides::unix_now();
+                        let (before, now) = (self.serial.serial(), overrides::unix_now());
                         let outcome = self.serial.retry(now, |s| self.state.store_serial(s));
                         self.serial_outcome(outcome, "stored after all");
+                        self.republish_serial(before);
                     }
                     self.follow_peer_serials(true);
                 }
@@ -755,20 +756,29 @@ impl HealthTask {
             self.state.store_serial(s)
         });
         self.serial_outcome(outcome, "stored again");
-        let serial = self.serial.serial();
-        if serial != before {
+        if self.serial.serial() != before {
             debug!(
                 from = before,
-                to = serial,
+                to = self.serial.serial(),
                 "SOA serial moved up to the other agents'"
             );
-            self.zone.store(Arc::new(zone::build(
-                &self.config,
-                &self.status.decisions,
-                serial,
-            )));
-            self.publish_status();
         }
+        self.republish_serial(before);
+    }
+
+    /// Serves the same answers under the keeper's serial, if it moved from `before` without
+    /// a change of content (a stored retry, another agent's serial).
+    fn republish_serial(&mut self, before: u32) {
+        let serial = self.serial.serial();
+        if serial == before || !self.status.ready || self.unknown > 0 {
+            return;
+        }
+        self.zone.store(Arc::new(zone::build(
+            &self.config,
+            &self.status.decisions,
+            serial,
+        )));
+        self.publish_status();
     }
 
     /// Decides, and publishes a new zone if the answers changed (or on the first round). The
