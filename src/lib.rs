@@ -17,6 +17,7 @@ pub mod health;
 pub mod logging;
 pub mod notify;
 pub mod overrides;
+pub mod serial;
 pub mod state_dir;
 pub mod status;
 pub mod verify;

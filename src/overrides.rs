@@ -22,6 +22,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 
+/// The file in the state directory.
+const FILE: &str = "overrides.json";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
@@ -286,14 +289,14 @@ pub struct Overrides {
 
 impl Overrides {
     fn path(state_dir: &Path) -> PathBuf {
-        state_dir.join("overrides.json")
+        state_dir.join(FILE)
     }
 
     /// Reads the stored set (none stored: empty). A damaged file is an error, not a silent reset.
     pub fn load(state_dir: &Path) -> Result<Self, String> {
         let path = Self::path(state_dir);
-        match std::fs::read(&path) {
-            Ok(bytes) => {
+        match crate::state_dir::read_regular(state_dir, FILE) {
+            Ok(Some(bytes)) => {
                 let list: Vec<Override> = serde_json::from_slice(&bytes)
                     .map_err(|e| format!("{}: {e}; fix or remove the file", path.display()))?;
                 // Checked against the configuration afterwards (`retain_valid`).
@@ -306,19 +309,15 @@ impl Overrides {
                 }
                 Ok(set)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Ok(None) => Ok(Self::default()),
             Err(e) => Err(format!("{}: {e}", path.display())),
         }
     }
 
-    /// Stores the set atomically (temporary file, fsync, rename).
+    /// Stores the set atomically (see `state_dir::write_atomic`).
     pub fn store(&self, state_dir: &Path) -> std::io::Result<()> {
-        use std::io::Write;
-        let tmp = state_dir.join(".overrides.json.tmp");
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&serde_json::to_vec_pretty(&self.list()).map_err(std::io::Error::other)?)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, Self::path(state_dir))
+        let bytes = serde_json::to_vec_pretty(&self.list()).map_err(std::io::Error::other)?;
+        crate::state_dir::write_atomic(state_dir, FILE, &bytes)
     }
 
     pub fn list(&self) -> Vec<Override> {

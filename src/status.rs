@@ -22,6 +22,9 @@ pub struct Status {
     pub ready: bool,
     /// SOA serial of the zone being served.
     pub serial: u32,
+    /// What the peer API tells the other agents about that serial (none before the first
+    /// round, or while a change's serial could not be stored).
+    pub claim: Option<crate::serial::Claim>,
     /// This agent's own view of each (node, check) pair (its probes, rise/fall), indexed by
     /// `Config::pair_index`.
     pub pairs: Vec<PairHealth>,
@@ -96,6 +99,7 @@ impl Status {
             started_at: SystemTime::now(),
             ready: false,
             serial,
+            claim: None,
             pairs,
             effective,
             decisions: Vec::new(),

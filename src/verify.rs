@@ -183,6 +183,12 @@ pub async fn verify(config: &Config, resolver: Option<SocketAddr>) -> (String, b
     // An agent that does not answer the first question is not asked the others (each would
     // wait out the timeout again); its cells say so.
     let mut unreachable: Vec<Option<String>> = vec![None; agents.len()];
+    // Serials agree a few pull periods after a change: a mismatch is asked again once after that.
+    let settle = config
+        .cluster
+        .as_ref()
+        .map(|c| c.period * 3 + Duration::from_secs(1))
+        .unwrap_or(Duration::from_secs(1));
     for (name, qtype) in &questions {
         let mut replies = Vec::new();
         for (i, agent) in agents.iter().enumerate() {
@@ -200,6 +206,21 @@ pub async fn verify(config: &Config, resolver: Option<SocketAddr>) -> (String, b
                 ));
             }
             replies.push(reply);
+        }
+        if *qtype == RecordType::SOA
+            && replies
+                .iter()
+                .filter_map(Reply::essence)
+                .collect::<BTreeSet<_>>()
+                .len()
+                > 1
+        {
+            tokio::time::sleep(settle).await;
+            for (i, agent) in agents.iter().enumerate() {
+                if unreachable[i].is_none() {
+                    replies[i] = ask(*agent, name, *qtype, false).await;
+                }
+            }
         }
         let resolved = match resolver {
             Some(r) => Some(ask(r, name, *qtype, true).await),
@@ -231,14 +252,45 @@ pub async fn verify(config: &Config, resolver: Option<SocketAddr>) -> (String, b
                 ));
             }
         }
-        // The SOA serial is each agent's own counter: only its presence is compared.
-        if *qtype != RecordType::SOA {
-            let essences: BTreeSet<_> = replies.iter().filter_map(Reply::essence).collect();
-            if essences.len() > 1 {
-                verdict = "DISAGREE".into();
+        // Every agent serves the same serial for the same content (a secondary or a
+        // serial-sync monitor compares them); a resolver may have an older SOA cached, so
+        // only its answer's presence is compared.
+        let essences: BTreeSet<_> = replies.iter().filter_map(Reply::essence).collect();
+        if essences.len() > 1 {
+            verdict = "DISAGREE".into();
+            if *qtype == RecordType::SOA {
+                let serials: Vec<String> = replies
+                    .iter()
+                    .zip(&config.nodes)
+                    .filter(|(r, _)| r.essence().is_some())
+                    .map(|(r, n)| format!("{} {}", n.id, r.cell()))
+                    .collect();
+                problems.push(format!(
+                    "agents serve different SOA serials ({}), also when asked again {} later; \
+                     every agent should serve the same serial for the same answers \
+                     (are they all of this version, with the same configuration, and do they \
+                     reach each other's peer API?)",
+                    serials.join(", "),
+                    crate::config::format_duration(settle)
+                ));
+            } else {
                 problems.push(format!("agents disagree on {label}"));
             }
-            if let Some(r) = &resolved {
+        }
+        if let Some(r) = &resolved {
+            if *qtype == RecordType::SOA {
+                if r.essence().is_none() {
+                    verdict = if verdict == "agree" {
+                        "RESOLVER DIFFERS".into()
+                    } else {
+                        verdict
+                    };
+                    problems.push(format!(
+                        "the resolver does not answer {label} ({})",
+                        r.cell()
+                    ));
+                }
+            } else {
                 let agents_say = replies.iter().find_map(Reply::essence);
                 if r.essence().is_none() || (agents_say.is_some() && r.essence() != agents_say) {
                     verdict = if verdict == "agree" {

@@ -242,7 +242,7 @@ fn negative_answers_refusals_and_the_apex() {
 
 #[test]
 fn the_serial_survives_a_restart() {
-    let backends = Backend::group(&["127.0.4.1", "127.0.4.2"]);
+    let mut backends = Backend::group(&["127.0.4.1", "127.0.4.2"]);
     let dns = dns_addr("127.0.4.100");
     let yaml = config(&backends, dns, "");
     let mut agent = AgentProcess::start(&yaml, dns);
@@ -250,13 +250,24 @@ fn the_serial_survives_a_restart() {
     let first = soa_serial(dns, ZONE);
     let (dir, state) = agent.stop_keep_state();
 
+    // The same answers after the restart: the same serial (nothing for a secondary to fetch).
     let mut again = AgentProcess::start_in(dir, state, &yaml, dns);
     again.wait_ready(&format!("app.{ZONE}"));
-    let second = soa_serial(dns, ZONE);
     assert_eq!(
-        second,
-        first.wrapping_add(1),
-        "a restart publishes the next serial, never an older one"
+        soa_serial(dns, ZONE),
+        first,
+        "the same content keeps its serial across a restart"
+    );
+    // Other answers after a restart: a higher serial, never an older one.
+    let (dir, state) = again.stop_keep_state();
+    backends[0].stop();
+    let mut third = AgentProcess::start_in(dir, state, &yaml, dns);
+    third.wait_ready(&format!("app.{ZONE}"));
+    assert_eq!(answers(dns, "app"), ["127.0.4.2"]);
+    let after = soa_serial(dns, ZONE);
+    assert!(
+        after.wrapping_sub(first) as i32 > 0,
+        "new content after a restart: {after} must be after {first}"
     );
 }
 
@@ -429,4 +440,140 @@ fn a_bad_config_exits_2_naming_the_key_and_an_occupied_port_exits_1() {
         )),
         "{stderr}"
     );
+}
+
+/// A 64 KiB tmpfs mounted over a fresh directory (needs root, as CI runs), unmounted on drop.
+struct SmallFs {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFs {
+    fn mount() -> SmallFs {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k,mode=0700", "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .expect("mount(8)");
+        assert!(
+            out.status.success(),
+            "mounting a small tmpfs needs root (run the tests as root, as CI does): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallFs { dir }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Writes a filler file until the filesystem is full.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.path().join("filler")).unwrap();
+        let block = [0u8; 4096];
+        for _ in 0..1000 {
+            if f.write_all(&block).and_then(|()| f.sync_all()).is_err() {
+                return;
+            }
+        }
+        panic!("a 64 KiB tmpfs took 4 MB");
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.path().join("filler")).unwrap();
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// RFC 1982: `a` comes after `b`.
+fn serial_after(a: u32, b: u32) -> bool {
+    let d = a.wrapping_sub(b);
+    d != 0 && d < 1 << 31
+}
+
+/// Issue 13.8: with the state directory full, changes are still served, but the serial never
+/// goes past what is stored, so no restart can go back; once there is room it moves on.
+#[test]
+fn a_full_state_dir_never_makes_the_serial_go_back() {
+    let fs = SmallFs::mount();
+    let state = fs.path().join("state");
+    let mut backends = Backend::group(&["127.0.9.1", "127.0.9.2"]);
+    let dns = dns_addr("127.0.9.100");
+    let yaml = config(&backends, dns, "");
+    let mut agent = AgentProcess::start_in(tempfile::tempdir().unwrap(), state.clone(), &yaml, dns);
+    agent.wait_ready(&format!("app.{ZONE}"));
+    // Every serial read is checked against the highest one seen so far.
+    let mut highest = soa_serial(dns, ZONE);
+    let mut seen = |label: &str| {
+        let s = soa_serial(dns, ZONE);
+        assert!(
+            !serial_after(highest, s),
+            "{label}: served {s} after {highest}: the serial went back"
+        );
+        highest = if serial_after(s, highest) { s } else { highest };
+        s
+    };
+    let stored = seen("at start");
+
+    fs.fill();
+    // A failover and a failback while nothing can be stored: both are served at once…
+    backends[0].stop();
+    wait_until(Duration::from_secs(10), "app to move to node2", || {
+        answers(dns, "app") == ["127.0.9.2"]
+    });
+    assert_eq!(
+        seen("failover, disk full"),
+        stored,
+        "not above what is stored"
+    );
+    agent.wait_log("cannot store the SOA serial", 1);
+    backends[0].resume();
+    wait_until(Duration::from_secs(10), "app back on node1", || {
+        answers(dns, "app") == ["127.0.9.1"]
+    });
+    backends[0].stop();
+    wait_until(Duration::from_secs(10), "app on node2 again", || {
+        answers(dns, "app") == ["127.0.9.2"]
+    });
+    assert_eq!(seen("flap, disk full"), stored);
+
+    // …and a restart, still full, serves no older serial.
+    let (dir, state) = agent.stop_keep_state();
+    let mut agent = AgentProcess::start_in(dir, state.clone(), &yaml, dns);
+    agent.wait_ready(&format!("app.{ZONE}"));
+    assert_eq!(answers(dns, "app"), ["127.0.9.2"]);
+    seen("restart, disk full");
+
+    // Room again: the pending serial is stored and served within a retry period.
+    fs.free();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !serial_after(seen("room again"), stored) {
+        assert!(
+            Instant::now() < deadline,
+            "the serial did not move on within 5 s of freeing space; log:\n{}",
+            agent.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let moved = seen("moved");
+    assert_eq!(
+        std::fs::read_to_string(state.join("serial"))
+            .unwrap()
+            .lines()
+            .next(),
+        Some(moved.to_string().as_str()),
+        "what is served is what is stored"
+    );
+    let (dir, state) = agent.stop_keep_state();
+    let mut agent = AgentProcess::start_in(dir, state, &yaml, dns);
+    agent.wait_ready(&format!("app.{ZONE}"));
+    assert_eq!(seen("restart after"), moved, "same content, same serial");
 }

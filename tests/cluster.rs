@@ -557,3 +557,121 @@ fn maintenance_reaches_every_agent_survives_restarts_and_expires() {
         "the page has the buttons"
     );
 }
+
+/// The SOA serial of every agent, in agent order.
+fn serials(cluster: &Cluster) -> Vec<u32> {
+    cluster
+        .agents
+        .iter()
+        .map(|a| common::soa_serial(a.dns, ZONE))
+        .collect()
+}
+
+/// Waits until all agents serve one serial, and returns it.
+fn agreed_serial(cluster: &Cluster, what: &str) -> u32 {
+    let mut last = Vec::new();
+    wait_until(
+        Duration::from_secs(10),
+        &format!("all agents to serve the same SOA serial {what}"),
+        || {
+            last = serials(cluster);
+            last.iter().all(|s| *s == last[0])
+        },
+    );
+    last[0]
+}
+
+/// RFC 1982: `a` comes after `b`.
+fn after(a: u32, b: u32) -> bool {
+    let d = a.wrapping_sub(b);
+    d != 0 && d < 1 << 31
+}
+
+#[test]
+fn all_agents_serve_one_serial_through_failover_failback_and_restarts() {
+    let ips = ["127.0.67.1", "127.0.67.2", "127.0.67.3"];
+    let mut backends = Backend::group(&ips);
+    let mut cluster = start(&backends, [SECRET; 3], "majority");
+    cluster.converge("app", &[ips[0]], &[ips[0]]);
+    let s0 = agreed_serial(&cluster, "at start");
+
+    backends[0].stop();
+    cluster.converge("app", &[ips[0]], &[ips[1]]);
+    let s1 = agreed_serial(&cluster, "after the failover");
+    assert!(after(s1, s0), "the serial moves on a change: {s0} → {s1}");
+
+    backends[0].resume();
+    cluster.converge("app", &[ips[1]], &[ips[0]]);
+    let s2 = agreed_serial(&cluster, "after the failback");
+    assert!(after(s2, s1), "and again on the failback: {s1} → {s2}");
+
+    // node2's agent restarts on its state: the same content keeps the serial everywhere, and
+    // from its first answer on it never serves an older one.
+    let yaml = std::fs::read_to_string(&cluster.agents[1].config_path).unwrap();
+    let restarting = cluster.agents.remove(1);
+    let dns = restarting.dns;
+    let (dir, state) = restarting.stop_keep_state();
+    let mut launcher = Command::new(binary());
+    launcher.env("FAILOVERD_CLUSTER_SECRET", SECRET);
+    let mut again = AgentProcess::start_with(launcher, dir, state, &yaml, dns);
+    again.wait_ready(&format!("app.{ZONE}"));
+    let first = common::soa_serial(dns, ZONE);
+    assert!(
+        first == s2 || after(first, s2),
+        "after its restart node2 served {first}, older than {s2}"
+    );
+    cluster.agents.insert(1, again);
+    assert_eq!(
+        agreed_serial(&cluster, "after a restart"),
+        s2,
+        "nothing changed"
+    );
+
+    // `verify` compares the serials: they agree…
+    let (code, out) = verify(&cluster.agents[0].config_path);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("ha.example.com SOA") && l.ends_with("agree")),
+        "{out}"
+    );
+
+    // …and it names them when they do not: node3 restarts on a state whose serial is ten
+    // days ahead (a clock that was wrong once), more than an agent follows another's.
+    let yaml = std::fs::read_to_string(&cluster.agents[2].config_path).unwrap();
+    let odd = cluster.agents.pop().unwrap();
+    let dns = odd.dns;
+    let (dir, state) = odd.stop_keep_state();
+    let ahead = s2.wrapping_add(10 * 86_400);
+    std::fs::write(state.join("serial"), format!("{ahead}\n")).unwrap();
+    let mut launcher = Command::new(binary());
+    launcher.env("FAILOVERD_CLUSTER_SECRET", SECRET);
+    let mut odd = AgentProcess::start_with(launcher, dir, state, &yaml, dns);
+    odd.wait_ready(&format!("app.{ZONE}"));
+    let odd_serial = common::soa_serial(dns, ZONE);
+    assert!(
+        after(odd_serial, ahead) || odd_serial == ahead,
+        "{odd_serial}"
+    );
+    cluster.agents.push(odd);
+    let (code, out) = verify(&cluster.agents[0].config_path);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!(
+            "PROBLEM: agents serve different SOA serials (node1 {s2}, node2 {s2}, node3 {odd_serial})"
+        )),
+        "{out}"
+    );
+}
+
+fn verify(config: &std::path::Path) -> (Option<i32>, String) {
+    let out = common::command("verify", config).output().unwrap();
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}

@@ -12,7 +12,7 @@ mod writer;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::sync::{broadcast, mpsc};
@@ -31,7 +31,8 @@ use crate::dns::{DnsSockets, QueryCounters, Zone, saved};
 use crate::events::{Event, EventKind};
 use crate::notify::Notifier;
 use crate::overrides::Overrides;
-use crate::state_dir::{StateDir, next_serial};
+use crate::serial::{Keeper, Stored};
+use crate::state_dir::StateDir;
 use crate::status::Status;
 pub use tasks::TaskFailure;
 use tasks::Tasks;
@@ -130,8 +131,8 @@ pub struct Agent {
     config: Arc<Config>,
     sockets: DnsSockets,
     state: StateDir,
-    /// Serial of the first answers this run publishes (stored serial + 1).
-    serial: u32,
+    /// The SOA serial, from the state directory (see `serial`).
+    serial: Keeper,
     probes: Vec<Probe>,
     /// Kept to build the probes of a reloaded configuration.
     clients: HttpClients,
@@ -161,18 +162,32 @@ impl Agent {
             message,
         };
         let state = StateDir::open(state_dir).map_err(|e| state_error(e.to_string()))?;
-        let stored = state.load_serial().map_err(state_error)?;
-        // A fresh state directory starts from the clock, so a lost directory still never goes back.
-        let serial = match stored {
-            Some(s) => next_serial(s),
-            None => SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.as_secs() as u32)
-                .unwrap_or(1),
+        let stored = match state.load_serial().map_err(state_error)? {
+            // Written back at once: an unwritable directory is seen now rather than at the
+            // first change. It is not fatal: the stored serial stays the highest ever served
+            // (the serial does not move until a store works again), and answering DNS matters
+            // more than the serial.
+            Some(stored) => {
+                if let Err(e) = state.store_serial(&stored) {
+                    error!(error = %e, state_dir = %state.path().display(), serial = stored.serial,
+                        "cannot write the state directory; the SOA serial stays where it is until it can be stored");
+                }
+                stored
+            }
+            // A fresh state directory starts from the clock, so a lost directory still never
+            // goes back; without a stored serial there is no bound, so this one must be stored.
+            None => {
+                let stored = Stored {
+                    serial: (crate::overrides::unix_now() as u32).max(1),
+                    content: None,
+                };
+                state
+                    .store_serial(&stored)
+                    .map_err(|e| state_error(format!("cannot write the serial: {e}")))?;
+                stored
+            }
         };
-        state
-            .store_serial(serial)
-            .map_err(|e| state_error(format!("cannot write the serial: {e}")))?;
+        let serial = Keeper::new(stored);
         let overrides = Overrides::load(state.path()).map_err(state_error)?;
         // Hostnames are answered from the last published answers while these are recent;
         // otherwise SERVFAIL until the first round (the apex and nameservers always are).
@@ -216,9 +231,14 @@ impl Agent {
             commands: command_tx,
             pull_now: Arc::default(),
             zone: Arc::new(ArcSwap::from_pointee(Zone::not_ready(
-                &config, serial, &saved,
+                &config,
+                serial.serial(),
+                &saved,
             ))),
-            status: Arc::new(ArcSwap::from_pointee(Status::new(config.clone(), serial))),
+            status: Arc::new(ArcSwap::from_pointee(Status::new(
+                config.clone(),
+                serial.serial(),
+            ))),
             events: broadcast::channel(EVENT_BACKLOG).0,
             dns_queries: Arc::default(),
             notifications: Arc::default(),
@@ -298,7 +318,7 @@ impl Agent {
             zone = %config.zone,
             dns = ?addrs,
             pairs = config.pair_count(),
-            serial,
+            serial = serial.serial(),
             state_dir = %state.path().display(),
             "agent started; hostnames without a saved answer get SERVFAIL until the first round of checks is done"
         );

@@ -21,7 +21,8 @@ use crate::dns::{Zone, saved, zone};
 use crate::events::{Event, EventKind};
 use crate::health::State;
 use crate::overrides::{self, Active, Overrides};
-use crate::state_dir::{StateDir, next_serial};
+use crate::serial::{Claim, Fingerprint, Keeper, Outcome};
+use crate::state_dir::StateDir;
 use crate::status::{PeerStatus, RECENT_EVENTS, Status, Vote};
 
 /// What an operator asks of the agent (through the local API), with where to send the outcome.
@@ -55,6 +56,10 @@ pub(super) struct HealthTask {
     /// Check transitions since the last decision, to explain answer changes.
     causes: Vec<String>,
     state: StateDir,
+    /// The SOA serial: stored before it is served, agreed with the other agents.
+    serial: Keeper,
+    /// The last serial store failed (reported once, retried on the aging tick).
+    serial_failing: bool,
     zone: Arc<ArcSwap<Zone>>,
     /// What each other agent said last, by node id.
     peers: HashMap<String, PeerView>,
@@ -91,6 +96,8 @@ struct PeerView {
     error: Option<String>,
     /// Why overrides it sent were refused last (logged when it changes, not on every pull).
     refusal: Option<String>,
+    /// Its content and serial, as of its last answer.
+    claim: Option<Claim>,
     /// (node id, check id) → its vote and when the result behind it was observed.
     votes: HashMap<(String, String), PeerVote>,
 }
@@ -107,7 +114,7 @@ impl HealthTask {
         config: Arc<Config>,
         parts: Published,
         state: StateDir,
-        serial: u32,
+        serial: Keeper,
         overrides: Overrides,
     ) -> Self {
         let Published {
@@ -118,7 +125,7 @@ impl HealthTask {
             ..
         } = parts;
         Self {
-            status: Status::new(config.clone(), serial),
+            status: Status::new(config.clone(), serial.serial()),
             status_out: status,
             status_dirty: false,
             last_status_publish: Instant::now(),
@@ -126,6 +133,8 @@ impl HealthTask {
             unknown: config.pair_count(),
             causes: Vec::new(),
             state,
+            serial,
+            serial_failing: false,
             zone,
             peers: HashMap::new(),
             dirty: Vec::new(),
@@ -204,6 +213,14 @@ impl HealthTask {
                     if self.overrides.active(&self.config, overrides::unix_now()) != self.active {
                         self.overrides_changed = true;
                     }
+                    // A serial that could not be stored is stored as soon as it can be.
+                    if self.serial.pending() {
+                        let (before, now) = (self.serial.serial(), overrides::unix_now());
+                        let outcome = self.serial.retry(now, |s| self.state.store_serial(s));
+                        self.serial_outcome(outcome, "stored after all");
+                        self.republish_serial(before);
+                    }
+                    self.follow_peer_serials(true);
                 }
                 Some(command) = commands.recv() => self.command(command),
                 Some(Reconfigure { config, results: fresh }) = reloads.recv() => {
@@ -230,6 +247,7 @@ impl HealthTask {
             if changed && self.unknown == 0 {
                 self.decide_and_publish();
             }
+            self.follow_peer_serials(false);
             if changed || Instant::now() >= flush_at {
                 self.publish_status();
             }
@@ -272,6 +290,7 @@ impl HealthTask {
                 view.last_ok = Some(received_at);
                 view.last_seen = Some(SystemTime::now());
                 view.error = None;
+                view.claim = observations.serial;
                 view.votes = observations
                     .observations
                     .into_iter()
@@ -750,6 +769,83 @@ impl HealthTask {
         true
     }
 
+    /// Notes what a serial store did: the status follows the keeper; a failure is reported
+    /// once per streak (it is retried every aging tick), and its end too.
+    fn serial_outcome(&mut self, outcome: Outcome, recovered: &str) {
+        match outcome {
+            Outcome::Unchanged => {}
+            Outcome::Moved(serial) => {
+                if std::mem::take(&mut self.serial_failing) {
+                    info!(serial, state_dir = %self.state.path().display(), "the SOA serial is {recovered}");
+                }
+            }
+            Outcome::StoreFailed(e) => {
+                if !std::mem::replace(&mut self.serial_failing, true) {
+                    let serial = self.serial.serial();
+                    error!(error = %e, serial, state_dir = %self.state.path().display(),
+                        "cannot store the SOA serial; the new answers are served, under the last stored serial until it can be stored");
+                    let error = format!(
+                        "cannot store the SOA serial in {}: {e} (the answers changed, the serial stays at {serial} until the directory is writable)",
+                        self.state.path().display()
+                    );
+                    self.emit(EventKind::PublishFailed { error });
+                }
+            }
+        }
+        self.status.claim = self.serial.claim();
+        if self.status.serial != self.serial.serial() {
+            self.status.serial = self.serial.serial();
+            self.status_dirty = true;
+        }
+    }
+
+    /// Moves up to the highest serial a fresh peer serves for the content this agent serves
+    /// (see `serial`). While stores fail, it tries on the aging tick only.
+    fn follow_peer_serials(&mut self, tick: bool) {
+        let Some(cluster) = &self.config.cluster else {
+            return;
+        };
+        if !self.status.ready || self.unknown > 0 || (self.serial_failing && !tick) {
+            return;
+        }
+        let now = Instant::now();
+        let recent = cluster.period * 3 + Duration::from_secs(1);
+        let claims: Vec<Claim> = self
+            .peers
+            .values()
+            .filter(|v| v.last_ok.is_some_and(|t| now.duration_since(t) <= recent))
+            .filter_map(|v| v.claim)
+            .collect();
+        let before = self.serial.serial();
+        let outcome = self.serial.adopt(claims, overrides::unix_now(), |s| {
+            self.state.store_serial(s)
+        });
+        self.serial_outcome(outcome, "stored again");
+        if self.serial.serial() != before {
+            debug!(
+                from = before,
+                to = self.serial.serial(),
+                "SOA serial moved up to the other agents'"
+            );
+        }
+        self.republish_serial(before);
+    }
+
+    /// Serves the same answers under the keeper's serial, if it moved from `before` without
+    /// a change of content (a stored retry, another agent's serial).
+    fn republish_serial(&mut self, before: u32) {
+        let serial = self.serial.serial();
+        if serial == before || !self.status.ready || self.unknown > 0 {
+            return;
+        }
+        self.zone.store(Arc::new(zone::build(
+            &self.config,
+            &self.status.decisions,
+            serial,
+        )));
+        self.publish_status();
+    }
+
     /// Decides, and publishes a new zone if the answers changed (or on the first round). The
     /// serial moves exactly when the zone's content does.
     fn decide_and_publish(&mut self) {
@@ -763,24 +859,23 @@ impl HealthTask {
         let decisions = decide(&self.config, &up, &self.status.decisions, &self.active);
         let first = !self.status.ready;
         let causes = std::mem::take(&mut self.causes);
-        let mut candidate = zone::build(&self.config, &decisions, self.status.serial);
+        let mut candidate = zone::build(&self.config, &decisions, self.serial.serial());
         let zone_changed = first || !self.zone.load().same_answers(&candidate);
         if !zone_changed && decisions == self.status.decisions {
             return;
         }
-        if zone_changed && !first {
-            let next = next_serial(self.status.serial);
-            // Stored before it is served: a crash must not let a later start reuse it.
-            if let Err(e) = self.state.store_serial(next) {
-                error!(error = %e, state_dir = %self.state.path().display(), "cannot store the SOA serial; publishing the change anyway");
-                let error = format!(
-                    "cannot store the SOA serial in {}: {e}",
-                    self.state.path().display()
-                );
-                self.emit(EventKind::PublishFailed { error });
+        if zone_changed {
+            // Stored before it is served: a crash must not let a later start reuse it. On the
+            // first round, content equal to the stored content keeps the stored serial.
+            let content = Fingerprint::of(&candidate);
+            let now = overrides::unix_now();
+            let outcome = self
+                .serial
+                .publish(content, now, |s| self.state.store_serial(s));
+            self.serial_outcome(outcome, "stored again");
+            if candidate.serial != self.serial.serial() {
+                candidate = zone::build(&self.config, &decisions, self.serial.serial());
             }
-            self.status.serial = next;
-            candidate = zone::build(&self.config, &decisions, next);
         }
         let config = self.config.clone();
         for (h, hostname) in config.hostnames.iter().enumerate() {

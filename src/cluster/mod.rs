@@ -31,6 +31,10 @@ pub struct Observations {
     /// Every manual override the agent knows (cleared ones too), to be merged by version.
     #[serde(default)]
     pub overrides: Vec<crate::overrides::Override>,
+    /// The content it serves and that content's SOA serial, once stored (see `serial`): the
+    /// agents serving the same content move up to the highest serial among them.
+    #[serde(default)]
+    pub serial: Option<crate::serial::Claim>,
 }
 
 /// One agent's confirmed (rise/fall) state of one pair.

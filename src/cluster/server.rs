@@ -179,6 +179,7 @@ async fn observations(
         zone: config.zone.to_ascii().trim_end_matches('.').to_string(),
         observations,
         overrides: status.overrides.clone(),
+        serial: status.claim,
     };
     let body = match serde_json::to_vec(&body) {
         Ok(b) => b,
