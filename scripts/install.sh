@@ -145,6 +145,17 @@ if ! ((dry_run)) || [ -x "$binary" ]; then
   fi
 fi
 
+# https checks (also an https webhook, SMTP over TLS) verify certificates against the system's
+# CA certificates, and the agent refuses to start without them: say so before it is started.
+# (The service sees SSL_CERT_FILE only from its environment file, not from this shell.)
+if grep -Eq 'type: *https|https://' "$check_with" 2>/dev/null \
+    && [ ! -s "$root/etc/ssl/certs/ca-certificates.crt" ] \
+    && ! grep -q '^SSL_CERT_FILE=' "$etc_dir/environment" 2>/dev/null; then
+  echo "install.sh: warning: the configuration uses https but this machine has no CA certificates" \
+    "($root/etc/ssl/certs/ca-certificates.crt is missing): install them (apt-get install" \
+    "ca-certificates), or set tls_verify: false on checks whose certificates need no checking" >&2
+fi
+
 # --- install ---------------------------------------------------------------------------------
 if [ ! -d "$etc_dir" ]; then
   mkdir_tracked "$etc_dir"

@@ -341,6 +341,33 @@ fn the_installed_unit_starts_answers_reloads_refuses_a_broken_file_and_stops() {
     eprintln!("{}", overall.trim());
     assert!(
         score <= 2.0,
-        "exposure {score} (docs/operations.md says 1.x):\n{security}"
+        "exposure {score} (docs/operations.md says 1.6):\n{security}"
+    );
+
+    // An https check that verifies certificates, on this machine without CA certificates:
+    // install.sh warns, and the agent refuses to start, saying what is missing.
+    c.put(
+        "/root/config.yaml",
+        &config(20, 10).replace("type: http, url: \"http:", "type: https, url: \"https:"),
+    );
+    let out =
+        c.sh("bash /src/scripts/install.sh --config /root/config.yaml --binary /opt/failoverd");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains(
+            "warning: the configuration uses https but this machine has no CA certificates"
+        ),
+        "install.sh ({}):\n{said}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
+    c.wait(
+        Duration::from_secs(10),
+        "the agent to name the missing certificates",
+        || {
+            let journal = c.journal();
+            journal.contains("check web on node n1: cannot set up certificate verification")
+                && journal.contains("apt-get install ca-certificates")
+        },
     );
 }

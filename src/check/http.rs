@@ -106,6 +106,7 @@ impl HttpProbe {
                 );
                 clients.unverified.clone()
             }
+            // https that verifies: the one case that needs the system's CA certificates.
             (None, true) if check.tls_verify => clients.verified()?,
             (None, _) => clients.unverified.clone(),
         };
