@@ -749,3 +749,31 @@ async fn the_do_bit_is_copied_back_on_both_paths_and_only_when_set() {
     }
     server.shutdown_gracefully().await.unwrap();
 }
+
+#[tokio::test]
+async fn prebuilt_answers_are_compressed_against_the_question_whatever_its_case() {
+    let sockets = DnsSockets::bind(&["127.0.0.1:0".parse().unwrap()]).unwrap();
+    let addr = sockets.local_addrs()[0];
+    let mut server = sockets
+        .serve(
+            Arc::new(ArcSwap::from_pointee(wide_zone(5))),
+            Arc::default(),
+        )
+        .unwrap();
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // 5 NS and 10 glue: 748 bytes uncompressed, so the prebuilt answer (which fits 1232
+    // either way) shows whether it was compressed. With the client's case (0x20) every
+    // pointer must still land on the same labels.
+    let asked = with_edns(query("hA.ExAmPle.cOm.", RecordType::NS), 1232, false);
+    let bytes = udp_bytes(&client, addr, &asked).await;
+    let r = strict(&bytes);
+    assert!(!r.metadata.truncation);
+    assert_eq!((r.answers.len(), r.additionals.len()), (5, 10));
+    assert!(
+        r.answers
+            .iter()
+            .all(|a| a.name.to_ascii().eq_ignore_ascii_case("ha.example.com."))
+    );
+    assert!(bytes.len() < 450, "{} bytes: not compressed", bytes.len());
+    server.shutdown_gracefully().await.unwrap();
+}

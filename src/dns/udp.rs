@@ -3,9 +3,10 @@
 //!
 //! hickory-server's UDP path costs ~5 µs a query (a task, a full `Message` parse, records
 //! re-encoded with compression, a channel hop to the socket task): about half of what NSD or gdnsd
-//! answer per core. Here, for each zone snapshot, every (name, type) answer is encoded once
-//! without compression, so a section can follow any question; a query is then a header check,
-//! a lowercase name, a hash lookup and a copy into the response buffer. Whatever the fast path is
+//! answer per core. Here, for each zone snapshot, every (name, type) answer is encoded once,
+//! compressed against its own question name (which every query for it has at the same offsets);
+//! a query is then a header check, a lowercase name, a hash lookup and a copy into the response
+//! buffer. Whatever the fast path is
 //! not sure about (a name outside the zone, other classes, AXFR, EDNS version > 0, odd header
 //! bits or sections, an answer over the size limit) takes the slow path.
 //!
@@ -79,22 +80,47 @@ fn wire(name: &Name) -> Vec<u8> {
     out
 }
 
-/// Records encoded without compression, so the bytes stand anywhere in a message. Each record
-/// gets its own encoder (an encoder compresses owner names against earlier records even in
-/// canonical form, which only governs RDATA).
-fn encode(sections: [&[Record]; 3], aa: bool, rcode: ResponseCode) -> Option<Prebuilt> {
-    let mut body = Vec::with_capacity(128);
+/// The sections after the question, for a query whose question name is `question` (lowercase
+/// wire form): encoded as if after a 12-byte header and that question, so names are compressed
+/// against the question (pointers to offset 12 on), which the client's query has at the same
+/// offsets whatever its case. Without a question (the NXDOMAIN shared by every missing name),
+/// each record gets its own encoder: no pointer, so the bytes stand anywhere in a message.
+fn encode(
+    question: Option<&Name>,
+    sections: [&[Record]; 3],
+    aa: bool,
+    rcode: ResponseCode,
+) -> Option<Prebuilt> {
     let mut counts = [0u16; 3];
     for (i, records) in sections.iter().enumerate() {
-        for record in records.iter() {
-            let mut one = Vec::with_capacity(64);
-            let mut encoder = BinEncoder::new(&mut one);
-            encoder.set_canonical_form(true);
-            record.emit(&mut encoder).ok()?;
-            body.extend_from_slice(&one);
-        }
         counts[i] = u16::try_from(records.len()).ok()?;
     }
+    let records = sections.iter().flat_map(|s| s.iter());
+    let body = match question {
+        Some(name) => {
+            let mut message = Vec::with_capacity(512);
+            let mut encoder = BinEncoder::new(&mut message);
+            encoder.emit_vec(&[0; 12]).ok()?;
+            name.emit(&mut encoder).ok()?;
+            encoder.emit_vec(&[0; 4]).ok()?; // QTYPE, QCLASS
+            let start = encoder.offset();
+            for record in records {
+                record.emit(&mut encoder).ok()?;
+            }
+            message.split_off(start)
+        }
+        None => {
+            let mut body = Vec::with_capacity(128);
+            for record in records {
+                let mut one = Vec::with_capacity(64);
+                let mut encoder = BinEncoder::new(&mut one);
+                encoder.set_canonical_form(true);
+                record.emit(&mut encoder).ok()?;
+                body.extend_from_slice(&one);
+            }
+            body
+        }
+    };
     Some(Prebuilt {
         aa,
         rcode,
@@ -112,6 +138,7 @@ impl Table {
         let answer = |name: &LowerName, qtype| {
             let r = respond::respond(&zone, name, qtype, DNSClass::IN);
             encode(
+                Some(&Name::from(name.clone())),
                 [r.answers, r.authority, r.additional],
                 r.authoritative,
                 r.rcode,
@@ -130,7 +157,7 @@ impl Table {
                 names.insert(wire(name).into_boxed_slice(), slots);
             }
         }
-        let nxdomain = encode([&[], &zone.soa, &[]], true, ResponseCode::NXDomain);
+        let nxdomain = encode(None, [&[], &zone.soa, &[]], true, ResponseCode::NXDomain);
         Table {
             zone,
             names,
