@@ -223,9 +223,8 @@ impl<'a> Known<'a> {
         }
         if o.version == 0 || o.version > version_limit(now) {
             return Err(format!(
-                "version {} outside 1..={}",
-                o.version,
-                version_limit(now)
+                "version {} is 0 or beyond a thousand changes a second since 1970",
+                o.version
             ));
         }
         if o.reason.len() > MAX_REASON || o.reason.chars().any(char::is_control) {
