@@ -111,6 +111,9 @@ pub fn version_limit(now: u64) -> u64 {
     now.saturating_mul(1000)
 }
 
+/// The least limit on the versions of stored entries, whatever the clock says (2^48).
+const MAX_STORED_VERSION: u64 = 1 << 48;
+
 /// `text` made safe for a log line: control characters (CR, LF, ESC…) escaped as `\n`,
 /// `\u{1b}`, and cut to `max_chars` characters (marked with `…`). For anything that comes from
 /// outside: reasons, names and error texts sent by other agents.
@@ -186,8 +189,9 @@ impl<'a> Known<'a> {
         }
     }
 
-    /// Whether `o` is something an operator of this cluster could have made, at `now`.
-    fn check(&self, o: &Override, now: u64) -> Result<(), String> {
+    /// Whether `o` is something an operator of this cluster could have made, with a version of
+    /// at most `max_version`.
+    fn check(&self, o: &Override, max_version: u64) -> Result<(), String> {
         let name = |s: &str| printable(s, 64);
         match (o.kind, o.active, &o.node) {
             (Kind::Maintenance, _, None) => {
@@ -224,11 +228,10 @@ impl<'a> Known<'a> {
         if !self.nodes.contains_key(o.origin.as_str()) && o.origin != LOCAL_ORIGIN {
             return Err(format!("made by unknown agent `{}`", name(&o.origin)));
         }
-        if o.version == 0 || o.version > version_limit(now) {
+        if o.version == 0 || o.version > max_version {
             return Err(format!(
-                "version {} outside 1..={}",
-                o.version,
-                version_limit(now)
+                "version {} is 0 or beyond a thousand changes a second since 1970",
+                o.version
             ));
         }
         if o.reason.len() > MAX_REASON || o.reason.chars().any(char::is_control) {
@@ -335,14 +338,18 @@ impl Overrides {
         let known = Known::new(config);
         let mut dropped = 0;
         let mut first = None;
-        self.entries.retain(|_, o| match known.check(o, now) {
-            Ok(()) => true,
-            Err(why) => {
-                dropped += 1;
-                first.get_or_insert(why);
-                false
-            }
-        });
+        // This agent's own store is not thrown away for a clock that is wrong at boot: the
+        // limit is at least a fixed one, far above any real count and far below wrapping.
+        let max_version = version_limit(now).max(MAX_STORED_VERSION);
+        self.entries
+            .retain(|_, o| match known.check(o, max_version) {
+                Ok(()) => true,
+                Err(why) => {
+                    dropped += 1;
+                    first.get_or_insert(why);
+                    false
+                }
+            });
         (dropped, first)
     }
 
@@ -456,7 +463,7 @@ impl Overrides {
         let mut merged = Merged::default();
         let mut changed = BTreeSet::new();
         for o in incoming {
-            if let Err(why) = known.check(o, now) {
+            if let Err(why) = known.check(o, version_limit(now)) {
                 merged.refused += 1;
                 merged.first_refusal.get_or_insert(why);
                 continue;
@@ -775,6 +782,16 @@ mod tests {
         .unwrap();
         assert_eq!(set.retain_valid(&without_n1, NOW).0, 1);
         assert!(set.list().is_empty());
+        // A clock still at 1970 at boot does not throw away what was stored.
+        let mut set = Overrides::default();
+        set.apply(
+            request(Kind::Maintenance, "n2", None, true),
+            &cfg,
+            "n1",
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(set.retain_valid(&cfg, 0).0, 0);
     }
 
     #[test]

@@ -94,8 +94,9 @@ struct PeerView {
     last_seen: Option<SystemTime>,
     /// Why the last pull failed.
     error: Option<String>,
-    /// Why overrides it sent were refused last (logged when it changes, not on every pull).
-    refusal: Option<String>,
+    /// Whether its last answer had overrides that were refused: logged when that starts, not
+    /// on every pull (a peer can vary what it sends each time).
+    refusing: bool,
     /// Its content and serial, as of its last answer.
     claim: Option<Claim>,
     /// (node id, check id) → its vote and when the result behind it was observed.
@@ -278,12 +279,12 @@ impl HealthTask {
                     self.overrides_stored();
                 }
                 let view = self.peers.entry(peer.clone()).or_default();
-                if view.refusal != merged.first_refusal {
-                    if let Some(why) = &merged.first_refusal {
-                        warn!(peer = %peer, refused = merged.refused, first = %why, "overrides sent by another agent refused (not something an operator of this cluster could set)");
-                    }
-                    view.refusal = merged.first_refusal;
+                if let Some(why) = &merged.first_refusal
+                    && !view.refusing
+                {
+                    warn!(peer = %peer, refused = merged.refused, first = %why, "overrides sent by another agent refused (not something an operator of this cluster could set)");
                 }
+                view.refusing = merged.first_refusal.is_some();
                 if view.error.is_some() || view.last_ok.is_none() {
                     info!(peer = %peer, "peer agent answers; counting its votes");
                 }

@@ -90,7 +90,9 @@ pub async fn run(
                         "timeout after {}",
                         crate::config::format_duration(period)
                     ))
-                });
+                })
+                // What a peer says is logged as the reason it does not count: one line each.
+                .map_err(|e| printable(&e, MAX_PEER_TEXT));
                 PeerReport {
                     peer,
                     result,

@@ -1,0 +1,47 @@
+//! A peer's answer body as the puller reads it after the signature checks: JSON into
+//! `Observations`, then its overrides merged as every honest agent merges them. A member with the
+//! secret controls these bytes; nothing in them may panic, and what merges stays bounded.
+#![no_main]
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use failoverd::cluster::Observations;
+use failoverd::config::Config;
+use failoverd::overrides::Overrides;
+use libfuzzer_sys::fuzz_target;
+
+const CONFIG: &str = "zone: ha.test
+self: n1
+nodes:
+  - { id: n1, address: 127.0.0.11, priority: 10 }
+  - { id: n2, address: 127.0.0.12, priority: 5 }
+checks:
+  - { id: web, type: tcp, port: 80 }
+hostnames:
+  - { name: app, checks: [web] }
+";
+
+fn config() -> &'static Config {
+    static CONFIG_ONCE: OnceLock<Config> = OnceLock::new();
+    CONFIG_ONCE.get_or_init(|| {
+        failoverd::config::parse(Path::new("fuzz.yaml"), CONFIG).expect("the fuzz config parses")
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let config = config();
+    let Ok(answer) = serde_json::from_slice::<Observations>(data) else {
+        return;
+    };
+    let now = 1_800_000_000;
+    let mut overrides = Overrides::none(config);
+    let merged = overrides.merge(&answer.overrides, config, now);
+    // At most one entry per known target survives, whatever the peer sent.
+    assert!(overrides.list().len() <= config.nodes.len() + config.hostnames.len());
+    assert!(merged.changed.len() <= answer.overrides.len());
+    // Merging the same answer again changes nothing (versions only move forward).
+    let again = overrides.merge(&answer.overrides, config, now);
+    assert!(again.changed.is_empty());
+    let _ = overrides.active(config, now);
+});
