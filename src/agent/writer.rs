@@ -497,7 +497,7 @@ impl HealthTask {
                 to = state.label(),
                 error = error.as_deref(),
                 latency_ms = format!("{latency_ms:.1}"),
-                votes = tally_text.as_deref(),
+                votes = tally_text.as_deref().map(tracing::field::display),
                 "check state changed"
             );
             match state {
