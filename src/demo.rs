@@ -23,6 +23,28 @@ const DNS_PORT: u16 = 5353;
 const DASHBOARD_PORT: u16 = 8081;
 const PORT_TRIES: u16 = 50;
 
+/// `println!` that never panics: when stdout can no longer be written (its reader went away),
+/// the demo stops and cleans up instead, and `run` says why.
+macro_rules! println {
+    ($($arg:tt)*) => {
+        say(format_args!($($arg)*))
+    };
+}
+
+/// Cancelled when stdout is lost; set once by `run`.
+static STOP: std::sync::OnceLock<CancellationToken> = std::sync::OnceLock::new();
+static STDOUT_LOST: AtomicBool = AtomicBool::new(false);
+
+fn say(line: std::fmt::Arguments) {
+    use std::io::Write;
+    if writeln!(std::io::stdout(), "{line}").is_err()
+        && !STDOUT_LOST.swap(true, Ordering::Relaxed)
+        && let Some(stop) = STOP.get()
+    {
+        stop.cancel();
+    }
+}
+
 /// One simulated application node: an HTTP "login page" and a TCP service.
 struct SimNode {
     id: String,
@@ -122,6 +144,7 @@ fn demo_config(nodes: &[SimNode], dns_port: u16, dashboard_port: u16) -> String 
 
 /// Runs the demo until `shutdown` or `quit`.
 pub async fn run(shutdown: CancellationToken) -> Result<(), String> {
+    let _ = STOP.set(shutdown.clone());
     let ips = [
         Ipv4Addr::new(127, 0, 0, 11),
         Ipv4Addr::new(127, 0, 0, 12),
@@ -252,6 +275,9 @@ pub async fn run(shutdown: CancellationToken) -> Result<(), String> {
         n.down();
     }
     let _ = std::fs::remove_dir_all(&state_dir);
+    if STDOUT_LOST.load(Ordering::Relaxed) {
+        return Err("cannot write to standard output (closed); the demo stopped".into());
+    }
     Ok(())
 }
 

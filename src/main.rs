@@ -10,6 +10,15 @@ use failoverd::agent::Agent;
 use failoverd::config::{self, DEFAULT_CONFIG_PATH};
 use failoverd::state_dir::DEFAULT_STATE_DIR;
 
+/// `eprintln!` that never panics: with stderr gone too (`2>&1 | head -0`), there is nowhere left
+/// to say anything, and a panic would only turn the exit code into 101.
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// Exit code for a runtime failure.
 const EXIT_RUNTIME: u8 = 1;
 /// Exit code for bad usage or a bad configuration.
@@ -119,10 +128,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::CheckConfig { config } => match config::load(&config) {
-            Ok(cfg) => {
-                print!("{}", cfg.summary());
-                ExitCode::SUCCESS
-            }
+            Ok(cfg) => print_out(&cfg.summary()),
             Err(e) => {
                 eprintln!("error: {e}");
                 ExitCode::from(EXIT_CONFIG)
@@ -194,17 +200,11 @@ fn main() -> ExitCode {
                 .expect("cannot start the tokio runtime")
                 .block_on(failoverd::dashboard::client::fetch(&base));
             match fetched {
-                Ok((_, body)) if json => {
-                    println!("{}", body.trim_end());
-                    ExitCode::SUCCESS
-                }
-                Ok((view, _)) => {
-                    print!(
-                        "{}",
-                        failoverd::dashboard::client::render(&view, std::time::SystemTime::now())
-                    );
-                    ExitCode::SUCCESS
-                }
+                Ok((_, body)) if json => print_out(&format!("{}\n", body.trim_end())),
+                Ok((view, _)) => print_out(&failoverd::dashboard::client::render(
+                    &view,
+                    std::time::SystemTime::now(),
+                )),
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::from(EXIT_RUNTIME)
@@ -252,10 +252,7 @@ fn main() -> ExitCode {
             send_override(request, duration, &config, url)
         }
         Command::Delegation { config } => match config::load(&config) {
-            Ok(cfg) => {
-                print!("{}", failoverd::delegation::render(&cfg));
-                ExitCode::SUCCESS
-            }
+            Ok(cfg) => print_out(&failoverd::delegation::render(&cfg)),
             Err(e) => {
                 eprintln!("error: {e}");
                 ExitCode::from(EXIT_CONFIG)
@@ -281,7 +278,9 @@ fn main() -> ExitCode {
                 }
             };
             let (report, ok) = runtime().block_on(failoverd::verify::verify(&cfg, resolver));
-            print!("{report}");
+            if let Err(code) = write_out(&report) {
+                return code;
+            }
             if ok {
                 ExitCode::SUCCESS
             } else {
@@ -332,12 +331,15 @@ fn notify_test(path: &std::path::Path) -> ExitCode {
     let reports = runtime().block_on(notifier.send_test(&cfg));
     let mut failed = false;
     for report in &reports {
-        match &report.result {
-            Ok(()) => println!("{:<8} {}: sent", report.channel, report.target),
+        let line = match &report.result {
+            Ok(()) => format!("{:<8} {}: sent\n", report.channel, report.target),
             Err(e) => {
                 failed = true;
-                println!("{:<8} {}: FAILED: {e}", report.channel, report.target);
+                format!("{:<8} {}: FAILED: {e}\n", report.channel, report.target)
             }
+        };
+        if let Err(code) = write_out(&line) {
+            return code;
         }
     }
     if failed {
@@ -393,19 +395,37 @@ fn send_override(
             &base, &request,
         ));
     match result {
-        Ok(o) => {
-            println!(
-                "{} (version {}; every agent applies it within a few peer periods)",
-                o.summary(),
-                o.version
-            );
-            ExitCode::SUCCESS
-        }
+        Ok(o) => print_out(&format!(
+            "{} (version {}; every agent applies it within a few peer periods)\n",
+            o.summary(),
+            o.version
+        )),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(EXIT_RUNTIME)
         }
     }
+}
+
+/// Writes `text` to stdout; see `write_out`.
+fn print_out(text: &str) -> ExitCode {
+    match write_out(text) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(code) => code,
+    }
+}
+
+/// Writes `text` to stdout. A stdout that cannot be written (its reader went away: `| head -1`,
+/// a closed pipe) is reported on stderr with exit 1, never a panic as `print!` would.
+fn write_out(text: &str) -> Result<(), ExitCode> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| {
+            eprintln!("error: cannot write to standard output: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        })
 }
 
 fn runtime() -> tokio::runtime::Runtime {

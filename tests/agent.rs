@@ -99,6 +99,26 @@ fn fails_over_to_the_next_node_and_back_and_serves_both_transports() {
         "{log}"
     );
     assert!(log.contains("answer changed"), "{log}");
+    // Empty fields are left out: a transition to OK has no `error`, an agent alone no `votes`.
+    let changes: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("check state changed"))
+        .collect();
+    assert!(changes.iter().any(|l| l.contains("to=\"OK\"")), "{log}");
+    assert!(
+        changes
+            .iter()
+            .any(|l| l.contains("to=\"KO\"") && l.contains("error=\"connection refused\"")),
+        "{log}"
+    );
+    for line in &changes {
+        assert!(!line.contains("votes="), "{line}");
+        assert_eq!(
+            line.contains("error="),
+            line.contains("to=\"KO\""),
+            "{line}"
+        );
+    }
     assert_eq!(agent.terminate(), Some(0), "clean exit on SIGTERM");
 }
 

@@ -108,3 +108,69 @@ fn the_demo_fails_over_and_back_on_command() {
     });
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+/// Runs `failoverd ARGS` with stdout (and, with `stderr_too`, stderr) a pipe nobody reads
+/// (`| head -0`): the commands that print must say so and exit 1, never panic (exit 101).
+fn with_closed_stdout(args: &[&str], stderr_too: bool) -> std::process::Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut command = Command::new(binary());
+    command
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stderr(if stderr_too {
+            Stdio::from(writer.try_clone().unwrap())
+        } else {
+            Stdio::piped()
+        })
+        .stdout(writer);
+    let mut child = command.spawn().unwrap();
+    // Our copies of the write end are closed with `command`.
+    drop(command);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("failoverd {args:?} still running after 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn commands_that_print_exit_1_with_a_message_when_stdout_is_closed() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.yaml");
+    let invalid = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/configs/invalid/refresh-zero.yaml"
+    );
+    for args in [
+        &["check-config", "--config", example][..],
+        &["delegation", "--config", example],
+        &["demo"],
+    ] {
+        let out = with_closed_stdout(args, false);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("error: cannot write to standard output"),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    // With stderr gone too there is nowhere to say it; the exit code still tells.
+    assert_eq!(
+        with_closed_stdout(&["check-config", "--config", example], true)
+            .status
+            .code(),
+        Some(1)
+    );
+    assert_eq!(
+        with_closed_stdout(&["check-config", "--config", invalid], true)
+            .status
+            .code(),
+        Some(2)
+    );
+}

@@ -602,6 +602,29 @@ fn failoverd_status_prints_the_tables_and_fails_clearly_without_an_agent() {
         Duration::from_secs(20),
     );
     assert_eq!(out.status.code(), Some(0));
+    // Its reader gone (`| head -0`), status says so and exits 1 instead of panicking.
+    for json in [false, true] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut command = Command::new(binary());
+        command.args(["status", "--url", &format!("http://{dashboard}")]);
+        if json {
+            command.arg("--json");
+        }
+        let child = command
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(command);
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert_eq!(
+            stderr.trim(),
+            "error: cannot write to standard output: Broken pipe (os error 32)"
+        );
+    }
 
     // The agent stops cleanly (dashboard included), and then status says nobody answers.
     assert_eq!(agent.terminate(), Some(0), "{}", agent.log_text());

@@ -558,20 +558,19 @@ impl HealthTask {
                 .as_ref()
                 .map(|r| r.latency.as_secs_f64() * 1000.0)
                 .unwrap_or_default();
-            let tally_text = if config.cluster.is_some() {
+            // Left out of the line when there is nothing to say (no error, no cluster).
+            let tally_text = config.cluster.as_ref().map(|_| {
                 let up = effective.votes.iter().filter(|v| v.up).count();
                 format!("{up}/{} up", effective.votes.len())
-            } else {
-                String::new()
-            };
+            });
             info!(
                 node = %node.id,
                 check = %check.id,
                 from = from.label(),
                 to = state.label(),
-                error = error.as_deref().unwrap_or(""),
+                error = error.as_deref(),
                 latency_ms = format!("{latency_ms:.1}"),
-                votes = %tally_text,
+                votes = tally_text.as_deref().map(tracing::field::display),
                 "check state changed"
             );
             match state {
@@ -762,7 +761,7 @@ impl HealthTask {
                 check = %check.id,
                 from = t.from.label(),
                 to = t.to.label(),
-                error = t.error.as_deref().unwrap_or(""),
+                error = t.error.as_deref(),
                 "local check state changed (this agent's vote)"
             );
             self.pull_now.notify_one();

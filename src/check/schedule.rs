@@ -1,8 +1,10 @@
 //! The probe loop of one (node, check) pair: probe, report, wait for the cadence health asks for.
 //!
-//! Probes start on a fixed schedule measured from the start of the previous probe, so a failing
-//! check's detection time is `interval + (fall − 1) × retry_interval + timeout` at most. Jitter
-//! only ever shortens a wait (by up to 10 %), so it spreads agents apart without breaking that bound.
+//! Probes start on a fixed schedule measured from the start of the previous probe, or when the
+//! previous one ends if it took longer (a `retry_interval` shorter than the `timeout`): probes of
+//! a pair never overlap, and a failing check's detection time is
+//! `interval + (fall − 1) × max(retry_interval, timeout) + timeout` at most. Jitter only ever
+//! shortens a wait (by up to 10 %), so it spreads agents apart without breaking that bound.
 
 use std::time::Duration;
 

@@ -61,7 +61,10 @@ pub struct PeerReport {
 
 /// How long a peer's observation of a pair counts: a few probe intervals plus a pull period.
 pub fn freshness(timing: &Timing, period: Duration) -> Duration {
-    timing.interval * 3 + timing.timeout + period
+    // Saturating: validation bounds each term, and an overflow here would panic the health task.
+    (timing.interval.saturating_mul(3))
+        .saturating_add(timing.timeout)
+        .saturating_add(period)
 }
 
 /// The state a set of fresh votes decides (`true` = up). Pure, order-independent, and the same
