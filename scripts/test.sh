@@ -21,6 +21,12 @@ command -v useradd >/dev/null 2>&1 || need+=(passwd)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# The resolver tier (tests/resolvers.rs): BIND and Unbound in front of the agents, dnsviz and
+# kdig checking what the agents serve.
+command -v named >/dev/null 2>&1 || need+=(bind9)
+command -v unbound >/dev/null 2>&1 || need+=(unbound)
+command -v dnsviz >/dev/null 2>&1 || need+=(dnsviz)
+command -v kdig >/dev/null 2>&1 || need+=(knot-dnsutils)
 
 if ((${#need[@]})); then
   echo "scripts/test.sh: installing ${need[*]}" >&2
