@@ -180,23 +180,35 @@ impl Prober {
     }
 
     /// Stops and returns, per resolver, the failures seen and the window they span.
-    fn finish(self, since: Instant) -> Vec<(usize, Option<(Duration, Duration)>)> {
+    fn finish(self, since: Instant) -> Vec<Failures> {
         self.stop.store(true, Ordering::SeqCst);
         let bad = self.handle.join().unwrap();
         (0..RESOLVERS.len())
             .map(|r| {
-                let times: Vec<Instant> = bad.iter().filter(|b| b.1 == r).map(|b| b.0).collect();
-                let window = match (times.first(), times.last()) {
-                    (Some(first), Some(last)) => Some((
-                        first.saturating_duration_since(since),
-                        last.saturating_duration_since(since),
-                    )),
-                    _ => None,
-                };
-                (times.len(), window)
+                let mine: Vec<_> = bad.iter().filter(|b| b.1 == r).collect();
+                let count = |kind| mine.iter().filter(|b| b.2 == kind).count();
+                Failures {
+                    servfail: count("SERVFAIL"),
+                    timeouts: count("timeout"),
+                    window: mine.first().zip(mine.last()).map(|(a, b)| {
+                        (
+                            a.0.saturating_duration_since(since),
+                            b.0.saturating_duration_since(since),
+                        )
+                    }),
+                }
             })
             .collect()
     }
+}
+
+/// What the clients of one resolver saw go wrong while a `Prober` ran.
+#[derive(Debug)]
+struct Failures {
+    servfail: usize,
+    timeouts: usize,
+    /// From the first failure to the last, counted from the disturbance.
+    window: Option<(Duration, Duration)>,
 }
 
 /// The agents, their web servers and the two resolvers, in one namespace.
@@ -469,12 +481,15 @@ impl Drop for Tier {
     }
 }
 
-fn report(what: &str, windows: &[(usize, Option<(Duration, Duration)>)]) -> String {
+fn report(what: &str, failures: &[Failures]) -> String {
     let mut out = String::new();
-    for (r, (count, window)) in windows.iter().enumerate() {
-        let w = match window {
-            Some((a, b)) => format!("{count} failed answers from {a:?} to {b:?}"),
-            None => "none".to_string(),
+    for (r, f) in failures.iter().enumerate() {
+        let w = match f.window {
+            Some((a, b)) => format!(
+                "{} SERVFAIL and {} timeouts, from {a:.2?} to {b:.2?}",
+                f.servfail, f.timeouts
+            ),
+            None => "no failure".to_string(),
         };
         out.push_str(&format!("{what}, {}: {w}\n", RESOLVERS[r].0));
     }
@@ -569,7 +584,7 @@ fn resolvers_answer_through_a_delegation_and_a_stub_and_follow_failover() {
     thread::sleep(Duration::from_secs(2));
     let windows = prober.finish(since);
     let text = report("one agent restarting", &windows);
-    assert!(windows.iter().all(|w| w.0 == 0), "{text}");
+    assert!(windows.iter().all(|f| f.window.is_none()), "{text}");
 }
 
 /// Every agent restarts at once (an upgrade) while one node's web server is blackholed: the
@@ -609,7 +624,7 @@ fn a_cluster_restart_with_a_slow_first_round_gives_no_servfail() {
     thread::sleep(Duration::from_secs(9));
     let windows = prober.finish(since);
     let text = report("cluster restart, slow first round", &windows);
-    assert!(windows.iter().all(|w| w.0 == 0), "{text}");
+    assert!(windows.iter().all(|f| f.window.is_none()), "{text}");
 }
 
 /// dnsviz finds no error or warning in the zone as the agents serve it, and kdig finds no
@@ -622,23 +637,22 @@ fn dnsviz_and_kdig_find_nothing_wrong() {
         .map(|i| format!("ns-node{i}.{ZONE}={}", v4(i, 0)))
         .collect();
     let probe = tier.dir.path().join("probe.json");
+    // dnsviz asks the system's resolver about the ancestors (`.`, `test.`): in a private mount
+    // namespace, /etc/resolv.conf names the tier's BIND, so nothing leaves the namespace.
+    let resolv = tier.dir.path().join("resolv.conf");
+    std::fs::write(&resolv, format!("nameserver {BIND}\n")).unwrap();
+    let script = format!(
+        "mount --bind {} /etc/resolv.conf && exec dnsviz probe -A -4 -x .:root-ns.test={BIND} -x {ZONE}:{} -o {} {ZONE}",
+        resolv.display(),
+        servers.join(","),
+        probe.display()
+    );
     let out = tier
         .net
         .run(
             1,
-            "dnsviz",
-            &[
-                "probe",
-                "-A",
-                "-4",
-                "-a",
-                ZONE,
-                "-x",
-                &format!("{ZONE}:{}", servers.join(",")),
-                "-o",
-                probe.to_str().unwrap(),
-                ZONE,
-            ],
+            "unshare",
+            &["-m", "sh", "-c", &script],
             Duration::from_secs(60),
         )
         .unwrap();
@@ -652,7 +666,7 @@ fn dnsviz_and_kdig_find_nothing_wrong() {
         .run(
             1,
             "dnsviz",
-            &["grok", "-l", "warning", "-r", probe.to_str().unwrap()],
+            &["grok", "-P", "-r", probe.to_str().unwrap()],
             Duration::from_secs(60),
         )
         .unwrap();
