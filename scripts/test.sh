@@ -25,6 +25,11 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 # that mmdebstrap builds once from this machine's mirror (cached in /var/cache/systemd-recipe).
 command -v systemd-nspawn >/dev/null 2>&1 || need+=(systemd-container)
 command -v mmdebstrap >/dev/null 2>&1 || need+=(mmdebstrap)
+# The resolver tier (tests/resolvers.rs): BIND and Unbound in front of the agents, dnsviz and
+# kdig checking what the agents serve.
+command -v named >/dev/null 2>&1 || need+=(bind9)
+command -v unbound >/dev/null 2>&1 || need+=(unbound)
+command -v dnsviz >/dev/null 2>&1 || need+=(dnsviz)
 # Strict DNS client: reports truncated answers that are not whole messages (tests/wire.rs).
 command -v kdig >/dev/null 2>&1 || need+=(knot-dnsutils)
 
