@@ -26,6 +26,7 @@ use crate::cluster::auth::Secret;
 use crate::cluster::pull;
 use crate::cluster::server::{PeerContext, PeerServer};
 use crate::config::{self, Config, ConfigError};
+use crate::connections::Limits;
 use crate::dashboard::{Dashboard, NotifyCounters};
 use crate::dns::{DnsSockets, QueryCounters, Zone};
 use crate::events::{Event, EventKind};
@@ -262,8 +263,14 @@ impl Agent {
             notifier,
         } = self;
         let addrs = sockets.local_addrs();
+        // Client connections get what the probes and the rest leave of the descriptor limit.
+        let limits = Limits::for_process(&config);
         let mut server = sockets
-            .serve(published.zone.clone(), published.dns_queries.clone())
+            .serve_capped(
+                published.zone.clone(),
+                published.dns_queries.clone(),
+                limits.dns_tcp.clone(),
+            )
             .map_err(|source| AgentError::DnsThread { source })?;
         let server_token = server.shutdown_token().clone();
         let mut server_task = tokio::spawn(async move { server.block_until_done().await });
@@ -283,7 +290,8 @@ impl Agent {
         let mut generation = shutdown.child_token();
         spawn_probes(&mut probe_tasks, &config, probes, &tx, &generation);
         drop(tx);
-        let dashboard_task = tokio::spawn(dashboard.serve(shutdown.clone()));
+        let dashboard_task =
+            tokio::spawn(dashboard.serve(shutdown.clone(), limits.dashboard.clone()));
 
         // Before the health task: it must not emit an event nobody is subscribed to yet.
         let mut notify_task = notifier.map(|(notifier, events)| {
@@ -303,9 +311,9 @@ impl Agent {
         let mut cluster_tasks = JoinSet::new();
         if let Some((server, secret)) = cluster {
             let context = PeerContext::new(published.status.clone(), secret.clone());
-            let stop = shutdown.clone();
+            let (stop, limit) = (shutdown.clone(), limits.peer_api.clone());
             cluster_tasks.spawn(async move {
-                if let Err(error) = server.serve(context, stop).await {
+                if let Err(error) = server.serve(context, stop, limit).await {
                     error!(%error, "the peer API stopped; the other agents no longer get this agent's votes");
                 }
             });
@@ -350,6 +358,7 @@ impl Agent {
                             generation.cancel();
                             generation = shutdown.child_token();
                             spawn_probes(&mut probe_tasks, &new, probes, &tx, &generation);
+                            limits.resize(&new);
                             current = new;
                         }
                     }
