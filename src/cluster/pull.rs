@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::auth::{self, HEADER_AGENT, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIME, Secret};
 use super::{OBSERVATIONS_PATH, Observations, PeerReport};
 use crate::check::describe_error;
+use crate::dashboard::PEER_API_TIMEOUTS;
 use crate::status::Status;
 
 /// Biggest answer accepted from a peer (10,000 pairs fit in well under this).
@@ -30,6 +31,13 @@ pub async fn run(
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("failoverd/", env!("CARGO_PKG_VERSION"), " (peer)"))
+        // Let go of an idle connection before the peer API closes it, so that a pull never
+        // goes out on a connection the other end is just closing.
+        .pool_idle_timeout(
+            PEER_API_TIMEOUTS
+                .idle
+                .saturating_sub(Duration::from_secs(1)),
+        )
         .build()
     {
         Ok(c) => c,

@@ -9,10 +9,15 @@
 //! | the connection                                  | then |
 //! |-------------------------------------------------|------|
 //! | moved no byte either way for `idle`             | reads and writes fail: hyper drops it |
-//! | is older than `lifetime` and waits for the client | reads fail (a response being written still completes) |
+//! | sent no response for `request` (since it connected or since the previous one) and waits for the client | reads fail |
 //! | is the quietest when the listener is full       | reads and writes fail |
 //!
-//! Browsers and the other agents simply reconnect.
+//! `request` is what hyper's header-read timeout would be: a client trickling one header byte
+//! within every `idle` still has to finish its request in time. A response resets it, so a
+//! keep-alive connection in use is never cut between two requests of a busy client (the peer
+//! pulls every 100 ms–60 s); an idle one is closed after `idle`, and the pull client lets go of
+//! its idle connections before that (`cluster::pull`), so a request never meets a closing
+//! connection. Browsers and the other agents simply reconnect.
 
 use std::io;
 use std::net::SocketAddr;
@@ -35,21 +40,21 @@ use crate::connections::{self, Limiter, Slot};
 pub struct Timeouts {
     /// No byte read or written for this long: closed (covers slow headers and idle keep-alives).
     pub idle: Duration,
-    /// Older than this and waiting for the client: closed (a trickle of bytes, each within
-    /// `idle`, cannot hold a connection longer).
-    pub lifetime: Duration,
+    /// No response for this long and waiting for the client: closed (a trickle of bytes, each
+    /// within `idle`, cannot hold a connection longer than this without finishing a request).
+    pub request: Duration,
 }
 
 /// The dashboard: a page that refreshes itself, JSON and metrics; all answered at once.
 pub const DASHBOARD_TIMEOUTS: Timeouts = Timeouts {
     idle: Duration::from_secs(5),
-    lifetime: Duration::from_secs(30),
+    request: Duration::from_secs(10),
 };
 
 /// The peer API: one small signed request per pull.
 pub const PEER_API_TIMEOUTS: Timeouts = Timeouts {
     idle: Duration::from_secs(5),
-    lifetime: Duration::from_secs(10),
+    request: Duration::from_secs(10),
 };
 
 /// The client's address, as the dashboard's security guard reads it.
@@ -106,13 +111,15 @@ impl Listener for CappedListener {
     }
 }
 
-/// A stream that fails once it has been silent too long, lived too long, or must make room.
+/// A stream that fails once it has been silent too long, waited too long for a request, or
+/// must make room.
 pub struct Capped<S> {
     inner: S,
-    idle: Duration,
+    timeouts: Timeouts,
     /// Reset on every byte moved.
     quiet: Pin<Box<Sleep>>,
-    end_of_life: Pin<Box<Sleep>>,
+    /// Reset on every byte written (a response).
+    request_due: Pin<Box<Sleep>>,
     /// Completes when the limiter wants this connection's place.
     evicted: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     slot: Option<Slot>,
@@ -123,9 +130,9 @@ impl<S> Capped<S> {
         let now = Instant::now();
         Self {
             inner,
-            idle: timeouts.idle,
+            timeouts,
             quiet: Box::pin(tokio::time::sleep_until(now + timeouts.idle)),
-            end_of_life: Box::pin(tokio::time::sleep_until(now + timeouts.lifetime)),
+            request_due: Box::pin(tokio::time::sleep_until(now + timeouts.request)),
             evicted: slot
                 .as_ref()
                 .map(|s| Box::pin(s.close_token().cancelled_owned())),
@@ -134,7 +141,9 @@ impl<S> Capped<S> {
     }
 
     fn progress(&mut self) {
-        self.quiet.as_mut().reset(Instant::now() + self.idle);
+        self.quiet
+            .as_mut()
+            .reset(Instant::now() + self.timeouts.idle);
         if let Some(slot) = &self.slot {
             slot.touch();
         }
@@ -151,15 +160,15 @@ impl<S> Capped<S> {
         quiet || evicted
     }
 
-    fn too_old(&mut self, cx: &mut Context<'_>) -> bool {
-        self.end_of_life.as_mut().poll(cx).is_ready()
+    fn request_overdue(&mut self, cx: &mut Context<'_>) -> bool {
+        self.request_due.as_mut().poll(cx).is_ready()
     }
 }
 
 fn closed_error() -> io::Error {
     io::Error::new(
         io::ErrorKind::TimedOut,
-        "connection closed: silent too long, too old, or its place was needed",
+        "connection closed: silent too long, no request in time, or its place was needed",
     )
 }
 
@@ -180,7 +189,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Capped<S> {
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
                 let silent = self.silent_or_evicted(cx);
-                if silent | self.too_old(cx) {
+                if silent | self.request_overdue(cx) {
                     Poll::Ready(Err(closed_error()))
                 } else {
                     Poll::Pending
@@ -200,6 +209,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Capped<S> {
             Poll::Ready(Ok(n)) => {
                 if n > 0 {
                     self.progress();
+                    let due = Instant::now() + self.timeouts.request;
+                    self.request_due.as_mut().reset(due);
                 }
                 Poll::Ready(Ok(n))
             }
@@ -225,7 +236,7 @@ mod tests {
 
     const T: Timeouts = Timeouts {
         idle: Duration::from_secs(5),
-        lifetime: Duration::from_secs(10),
+        request: Duration::from_secs(10),
     };
 
     #[tokio::test(start_paused = true)]
@@ -241,7 +252,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_trickle_of_bytes_is_failed_at_the_end_of_life() {
+    async fn a_trickle_of_bytes_is_failed_when_no_request_completes_in_time() {
         let (mut client, server) = tokio::io::duplex(64);
         let mut capped = Capped::new(server, T, None);
         let started = Instant::now();
@@ -267,6 +278,24 @@ mod tests {
             "each byte came within idle"
         );
         trickle.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_answered_within_the_request_timeout_stays_open() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut capped = Capped::new(server, T, None);
+        let started = Instant::now();
+        let mut buf = [0u8; 8];
+        // A request and its response every 3 s for 30 s: never silent 5 s, never 10 s
+        // without a response.
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            client.write_all(b"GET").await.unwrap();
+            capped.read_exact(&mut buf[..3]).await.unwrap();
+            capped.write_all(b"200").await.unwrap();
+            client.read_exact(&mut buf[..3]).await.unwrap();
+        }
+        assert_eq!(started.elapsed(), Duration::from_secs(30));
     }
 
     #[tokio::test(start_paused = true)]
