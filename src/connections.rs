@@ -432,7 +432,6 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// the process (EMFILE, ENFILE, ENOBUFS, ENOMEM); `Err` only when the listener itself is broken.
 pub async fn accept(listener: &TcpListener, name: &str) -> io::Result<(TcpStream, SocketAddr)> {
     let mut backoff = ACCEPT_BACKOFF_MIN;
-    let mut warned = false;
     loop {
         match listener.accept().await {
             Ok(accepted) => return Ok(accepted),
@@ -440,9 +439,8 @@ pub async fn accept(listener: &TcpListener, name: &str) -> io::Result<(TcpStream
                 AcceptError::OneConnection => continue,
                 AcceptError::Listener => return Err(error),
                 AcceptError::Resources => {
-                    if !warned {
-                        warn!(listener = name, %error, "cannot accept connections; retrying with back-off");
-                        warned = true;
+                    if accept_warning_due() {
+                        warn!(listener = name, %error, "cannot accept connections; retrying with back-off (said at most once a minute)");
                     }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
@@ -450,6 +448,19 @@ pub async fn accept(listener: &TcpListener, name: &str) -> io::Result<(TcpStream
             },
         }
     }
+}
+
+/// True at most once per `WARN_EVERY` for the whole process: EMFILE can come back on every
+/// accept while descriptors are short, and the log must not grow with the accept rate.
+fn accept_warning_due() -> bool {
+    static LAST: Mutex<Option<std::time::Instant>> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+    let now = std::time::Instant::now();
+    if last.is_some_and(|at| now.duration_since(at) < WARN_EVERY) {
+        return false;
+    }
+    *last = Some(now);
+    true
 }
 
 enum AcceptError {

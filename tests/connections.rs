@@ -5,7 +5,8 @@
 //!
 //! Address blocks (no other test uses them): 127.0.130.x agent and backends, 127.0.131.x the
 //! flood's sources, 127.0.132.x one greedy source, 127.0.133.x–127.0.134.x the half-sent test,
-//! 127.0.135.x the peer API and dashboard timeouts.
+//! 127.0.135.x the peer API and dashboard timeouts, 127.0.136.x–127.0.137.x the descriptor
+//! limit below the reserve.
 
 mod common;
 
@@ -411,4 +412,54 @@ fn the_peer_api_and_the_dashboard_close_idle_and_trickling_connections() {
         "dashboard idle: {idle:?}"
     );
     drop(agent);
+}
+
+/// CPU time (user + system) process `pid` has used, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split(' ').collect();
+    // Fields 14 and 15 of stat(5), counted from the state (field 3) here.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
+#[test]
+fn out_of_descriptors_the_agent_says_so_and_accept_backs_off_instead_of_spinning() {
+    // 24 descriptors: less than the agent's reserve and than its minimum DNS TCP cap (16), so
+    // accepting fails with EMFILE while connections wait in the kernel's queue.
+    let Started { agent, dns, .. } = start("127.0.136", 24, "");
+    let pid = agent.pid();
+    let log = agent.log_text();
+    assert!(
+        log.contains("raise LimitNOFILE"),
+        "the operator is told: {log}"
+    );
+
+    let mut held = Vec::new();
+    for i in 0..120 {
+        let from: IpAddr = format!("127.0.137.{}", 1 + i % 60).parse().unwrap();
+        if let Some(s) = connect_from(from, dns) {
+            held.push(s);
+        }
+    }
+    wait_until(
+        Duration::from_secs(10),
+        "the agent to run out of descriptors",
+        || open_fds(pid) >= 23,
+    );
+    let before = cpu_seconds(pid);
+    std::thread::sleep(Duration::from_secs(3));
+    let used = cpu_seconds(pid) - before;
+    eprintln!(
+        "CPU used in 3 s with accept failing: {used:.2} s; fds {}",
+        open_fds(pid)
+    );
+    assert!(used < 0.9, "accept spins: {used:.2} s of CPU in 3 s");
+    let warnings = agent
+        .log_text()
+        .matches("cannot accept connections")
+        .count();
+    assert!(warnings <= 1, "{warnings} accept warnings");
+    drop(held);
 }
