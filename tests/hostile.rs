@@ -274,6 +274,7 @@ fn rogue_body(overrides: Vec<failoverd::overrides::Override>) -> Vec<u8> {
         zone: ZONE.into(),
         observations,
         overrides,
+        serial: None,
     })
     .unwrap()
 }

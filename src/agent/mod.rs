@@ -26,6 +26,7 @@ use crate::cluster::auth::Secret;
 use crate::cluster::pull;
 use crate::cluster::server::{PeerContext, PeerServer};
 use crate::config::{self, Config, ConfigError};
+use crate::connections::Limits;
 use crate::dashboard::{Dashboard, NotifyCounters};
 use crate::dns::{DnsSockets, QueryCounters, Zone, saved};
 use crate::events::{Event, EventKind};
@@ -309,8 +310,14 @@ impl Agent {
             notifier,
         } = self;
         let addrs = sockets.local_addrs();
+        // Client connections get what the probes and the rest leave of the descriptor limit.
+        let limits = Limits::for_process(&config);
         let mut server = sockets
-            .serve(published.zone.clone(), published.dns_queries.clone())
+            .serve_capped(
+                published.zone.clone(),
+                published.dns_queries.clone(),
+                limits.dns_tcp.clone(),
+            )
             .map_err(|source| AgentError::DnsThread { source })?;
         let server_token = server.shutdown_token().clone();
         let mut server_task = tokio::spawn(async move { server.block_until_done().await });
@@ -331,9 +338,12 @@ impl Agent {
         let mut generation = shutdown.child_token();
         spawn_probes(&mut tasks, &config, probes, &tx, &generation);
         drop(tx);
-        let stop = shutdown.clone();
+        let (stop, limit) = (shutdown.clone(), limits.dashboard.clone());
         tasks.spawn("dashboard", async move {
-            dashboard.serve(stop).await.map_err(|e| e.to_string())
+            dashboard
+                .serve(stop, limit)
+                .await
+                .map_err(|e| e.to_string())
         });
 
         // Before the health task: it must not emit an event nobody is subscribed to yet.
@@ -353,10 +363,10 @@ impl Agent {
         let (report_tx, peer_reports) = mpsc::channel(64);
         if let Some((server, secret)) = cluster {
             let context = PeerContext::new(published.status.clone(), secret.clone());
-            let stop = shutdown.clone();
+            let (stop, limit) = (shutdown.clone(), limits.peer_api.clone());
             tasks.spawn("peer API", async move {
                 server
-                    .serve(context, stop)
+                    .serve(context, stop, limit)
                     .await
                     .map_err(|e| format!("{e} (the other agents no longer get this agent's votes)"))
             });
@@ -430,6 +440,7 @@ impl Agent {
                             generation.cancel();
                             generation = shutdown.child_token();
                             spawn_probes(&mut tasks, &new, probes, &tx, &generation);
+                            limits.resize(&new);
                             current = new;
                         }
                     }

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::auth::{self, HEADER_AGENT, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIME, Secret};
 use super::{OBSERVATIONS_PATH, Observations, PeerReport};
 use crate::check::describe_error;
+use crate::dashboard::PEER_API_TIMEOUTS;
 use crate::overrides::printable;
 use crate::status::Status;
 
@@ -49,6 +50,13 @@ pub async fn run(
         .user_agent(concat!("failoverd/", env!("CARGO_PKG_VERSION"), " (peer)"))
         // Peers speak plain HTTP: no CA roots, so a machine without ca-certificates builds it.
         .tls_certs_only([])
+        // Let go of an idle connection before the peer API closes it, so that a pull never
+        // goes out on a connection the other end is just closing.
+        .pool_idle_timeout(
+            PEER_API_TIMEOUTS
+                .idle
+                .saturating_sub(Duration::from_secs(1)),
+        )
         .build()
     {
         Ok(c) => c,

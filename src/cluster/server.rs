@@ -26,7 +26,8 @@ use super::auth::{
     self, HEADER_AGENT, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIME, MAX_SKEW, NonceCache, Secret,
 };
 use super::{OBSERVATIONS_PATH, Observation, Observations};
-use crate::dashboard::{CappedListener, Peer};
+use crate::connections::Limiter;
+use crate::dashboard::{CappedListener, PEER_API_TIMEOUTS, Peer};
 use crate::health::State as Health;
 use crate::status::Status;
 
@@ -72,15 +73,17 @@ impl PeerServer {
             .expect("a bound TCP listener has a local address")
     }
 
+    /// Serves until `shutdown`, with at most what `limit` admits.
     pub async fn serve(
         self,
         context: Arc<PeerContext>,
         shutdown: CancellationToken,
+        limit: Arc<Limiter>,
     ) -> io::Result<()> {
         let listener = tokio::net::TcpListener::from_std(self.listener)?;
         info!(listen = %listener.local_addr()?, "peer API listening");
         let app = router(context).into_make_service_with_connect_info::<Peer>();
-        axum::serve(CappedListener::new(listener), app)
+        axum::serve(CappedListener::new(listener, limit, PEER_API_TIMEOUTS), app)
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await
     }

@@ -46,9 +46,10 @@ use tracing::{error, info, warn};
 
 use crate::agent::Published;
 use crate::config::DashboardConfig;
+use crate::connections::Limiter;
 use crate::events::Event;
 
-pub use conn::{CappedListener, Peer};
+pub use conn::{CappedListener, PEER_API_TIMEOUTS, Peer, Timeouts};
 use metrics::Metrics;
 pub use metrics::NotifyCounters;
 
@@ -126,9 +127,9 @@ impl Dashboard {
             .expect("a bound TCP listener has a local address")
     }
 
-    /// Serves until `shutdown` is cancelled; open connections are asked to finish and the
-    /// caller bounds the wait.
-    pub async fn serve(self, shutdown: CancellationToken) -> io::Result<()> {
+    /// Serves until `shutdown` is cancelled, with at most what `limit` admits; open connections
+    /// are asked to finish and the caller bounds the wait.
+    pub async fn serve(self, shutdown: CancellationToken, limit: Arc<Limiter>) -> io::Result<()> {
         let Dashboard {
             listener,
             state,
@@ -139,9 +140,12 @@ impl Dashboard {
         info!(url = %format!("http://{}/", url_authority(addr)), "dashboard listening");
         let counting = tokio::spawn(state.metrics.clone().count_events(events, shutdown.clone()));
         let app = router(state).into_make_service_with_connect_info::<Peer>();
-        let result = axum::serve(conn::CappedListener::new(listener), app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await;
+        let result = axum::serve(
+            conn::CappedListener::new(listener, limit, conn::DASHBOARD_TIMEOUTS),
+            app,
+        )
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await;
         counting.abort();
         result
     }

@@ -6,6 +6,7 @@
 mod mmsg;
 pub mod respond;
 pub mod saved;
+mod tcp;
 mod udp;
 pub mod zone;
 
@@ -13,24 +14,24 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use hickory_proto::op::{Edns, Metadata, OpCode, ResponseCode};
-use hickory_server::Server;
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::connections::{Cap, Limiter};
 
 pub use zone::Zone;
 
 /// The UDP payload size we advertise and never exceed (the DNS flag day 2020 value: no IP
 /// fragmentation on any common path). Larger answers are truncated and retried over TCP.
 pub const EDNS_PAYLOAD: u16 = 1232;
-/// How long an idle TCP client may hold a connection.
-const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Answers queries from the zone currently published by the health task.
 pub struct ZoneHandler {
@@ -226,18 +227,33 @@ impl DnsSockets {
             .collect()
     }
 
-    /// Starts serving, from within the tokio runtime; the returned server stops with
-    /// `shutdown_gracefully`. Responses are counted into `queries`. Fails only if a thread
-    /// cannot be started.
+    /// Starts serving, from within the tokio runtime, with a default cap on TCP connections
+    /// (tests; the agent sizes the cap from the descriptor limit, see `serve_capped`).
     pub fn serve(
         self,
         zone: Arc<ArcSwap<Zone>>,
         queries: Arc<QueryCounters>,
-    ) -> io::Result<Server<ZoneHandler>> {
-        let mut server = Server::new(ZoneHandler::with_counters(zone.clone(), queries.clone()));
+    ) -> io::Result<DnsServer> {
+        let cap = Cap {
+            total: 256,
+            per_source: 64,
+        };
+        self.serve_capped(zone, queries, Arc::new(Limiter::new("DNS TCP", cap)))
+    }
+
+    /// Starts serving, from within the tokio runtime; the returned server stops with
+    /// `shutdown_gracefully`. Responses are counted into `queries`; TCP connections are held
+    /// within `tcp_limit`. Fails only if a thread cannot be started.
+    pub fn serve_capped(
+        self,
+        zone: Arc<ArcSwap<Zone>>,
+        queries: Arc<QueryCounters>,
+        tcp_limit: Arc<Limiter>,
+    ) -> io::Result<DnsServer> {
         // UDP is answered by our own loop (prebuilt answers, see `udp`), a thread per socket;
-        // it stops with the server's shutdown token. hickory serves TCP.
-        let shutdown = server.shutdown_token().clone();
+        // TCP by our own accept loop (caps and bounded buffers, see `tcp`), a task per socket.
+        // Both stop with the server's shutdown token.
+        let shutdown = CancellationToken::new();
         let runtime = tokio::runtime::Handle::current();
         for socket in self.udp {
             let (zone, queries, shutdown, runtime) = (
@@ -264,10 +280,49 @@ impl DnsSockets {
                     }
                 })?;
         }
+        let handler = Arc::new(ZoneHandler::with_counters(zone, queries));
+        let mut tcp = JoinSet::new();
         for listener in self.tcp {
-            server.register_listener(listener, TCP_IDLE_TIMEOUT, 65_535);
+            tcp.spawn(tcp::serve(
+                listener,
+                handler.clone(),
+                tcp_limit.clone(),
+                shutdown.clone(),
+            ));
         }
-        Ok(server)
+        Ok(DnsServer { shutdown, tcp })
+    }
+}
+
+/// The running DNS server: its shutdown token and its TCP listener tasks.
+pub struct DnsServer {
+    shutdown: CancellationToken,
+    tcp: JoinSet<io::Result<()>>,
+}
+
+impl DnsServer {
+    /// Cancelling it stops every UDP thread and TCP listener.
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// Waits until every TCP listener has stopped: after shutdown, or when one fails (then
+    /// with its error).
+    pub async fn block_until_done(&mut self) -> io::Result<()> {
+        while let Some(done) = self.tcp.join_next().await {
+            match done {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => return Err(error),
+                Err(error) => return Err(io::Error::other(error)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops everything and waits for the TCP listeners to close their connections.
+    pub async fn shutdown_gracefully(&mut self) -> io::Result<()> {
+        self.shutdown.cancel();
+        self.block_until_done().await
     }
 }
 
