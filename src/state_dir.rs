@@ -167,36 +167,6 @@ fn sweep_temporaries(dir: &Path) {
     }
 }
 
-/// Other files of the state directory, by name (the last published answers, `dns::saved`).
-impl StateDir {
-    /// Replaces `name` with `bytes` atomically: a temporary file created exclusively (never
-    /// through a planted symlink), then renamed over `name`. Not fsynced: callers use this for
-    /// files whose loss after a power cut is harmless (they are read back only if they parse).
-    pub fn store_file(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        match fs::remove_file(&tmp) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        drop(file);
-        fs::rename(&tmp, self.dir.join(name))
-    }
-
-    /// The contents of `name`, `None` when it does not exist.
-    pub fn load_file(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
-        match fs::read(self.dir.join(name)) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-}
-
 /// The serial after `current`, in RFC 1982 serial arithmetic (0 is skipped).
 pub fn next_serial(current: u32) -> u32 {
     match current.wrapping_add(1) {

@@ -62,7 +62,7 @@ pub fn store(
     };
     let bytes = serde_json::to_vec(&saved).map_err(|e| e.to_string())?;
     state
-        .store_file(FILE, &bytes)
+        .write(FILE, &bytes)
         .map_err(|e| format!("{}: {e}", state.path().join(FILE).display()))
 }
 
@@ -76,7 +76,7 @@ pub fn load(
 ) -> Result<Vec<Option<Decision>>, String> {
     let none = vec![None; config.hostnames.len()];
     let path = state.path().join(FILE);
-    let bytes = match state.load_file(FILE) {
+    let bytes = match state.read(FILE) {
         Ok(Some(bytes)) => bytes,
         Ok(None) => return Ok(none),
         Err(e) => return Err(format!("{}: {e}", path.display())),
