@@ -28,6 +28,8 @@ use tokio_util::sync::CancellationToken;
 use crate::connections::{Cap, Limiter};
 
 pub use zone::Zone;
+#[doc(hidden)]
+pub use udp::Answerer;
 
 /// The UDP payload size we advertise and never exceed (the DNS flag day 2020 value: no IP
 /// fragmentation on any common path). Larger answers are truncated and retried over TCP.

@@ -430,6 +430,49 @@ pub(super) fn serve(
     }
 }
 
+/// Both UDP answer paths for one zone, outside any socket: what `serve` sends back for a
+/// datagram. For the fuzz target (`fuzz/fuzz_targets/dns_query.rs`), which checks that every
+/// answer is a well-formed message and that the two paths agree.
+#[doc(hidden)]
+pub struct Answerer {
+    table: Table,
+    handler: ZoneHandler,
+    runtime: tokio::runtime::Runtime,
+    name: Vec<u8>,
+}
+
+impl Answerer {
+    pub fn new(zone: Zone) -> Self {
+        let zone = Arc::new(zone);
+        Self {
+            table: Table::build(zone.clone()),
+            handler: ZoneHandler::new(Arc::new(ArcSwap::new(zone))),
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("a current-thread runtime"),
+            name: Vec::with_capacity(256),
+        }
+    }
+
+    /// Whether `serve` would answer this datagram at all (a query with a whole header).
+    pub fn is_query(datagram: &[u8]) -> bool {
+        datagram.len() >= 12 && datagram[2] & 0x80 == 0
+    }
+
+    /// The prebuilt answer, when the fast path has one.
+    pub fn fast(&mut self, query: &[u8]) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        self.table.answer(query, &mut self.name, &mut out)?;
+        Some(out)
+    }
+
+    /// hickory's answer (the path every query the fast path declines takes).
+    pub fn slow(&mut self, query: &[u8]) -> Option<Vec<u8>> {
+        let src = SocketAddr::from(([127, 0, 0, 1], 5353));
+        self.runtime.block_on(slow(&self.handler, query, src))
+    }
+}
+
 /// The hickory path: parse the whole message and run the request handler.
 async fn slow(handler: &ZoneHandler, query: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
     let request = match Request::from_bytes(query.to_vec(), src, Protocol::Udp) {
