@@ -354,6 +354,10 @@ fn a_member_flooding_overrides_cannot_stop_failover() {
         let size = std::fs::metadata(&stored).map(|m| m.len()).unwrap_or(0);
         assert!(size < 4096, "overrides.json is {size} bytes");
         let rss = rss_mib(a.pid());
+        eprintln!(
+            "agent {}: {rss} MiB resident, overrides.json {size} bytes",
+            i + 1
+        );
         assert!(rss < 200, "agent {} uses {rss} MiB", i + 1);
         let log = a.log_text();
         assert!(
@@ -472,6 +476,7 @@ fn an_endless_body_fails_the_probe_within_its_timeout() {
     for pair in s["checks"].as_array().unwrap() {
         let latency = pair["latency_ms"].as_f64().unwrap();
         let error = pair["error"].as_str().unwrap_or_default();
+        eprintln!("{}: {latency} ms: {error}", pair["check"]);
         assert!(
             latency < 1500.0,
             "{} took {latency} ms: {error}",
