@@ -542,6 +542,7 @@ fn a_sighup_during_start_is_a_reload_not_a_kill() {
         );
         thread::sleep(Duration::from_micros(200));
     }
+    let caught = Instant::now();
     let dashboard_up = TcpStream::connect(dash).is_ok();
     // SAFETY: kill(2) on the child this test started, by its PID.
     let sent = unsafe { libc::kill(pid as libc::pid_t, libc::SIGHUP) };
@@ -549,6 +550,13 @@ fn a_sighup_during_start_is_a_reload_not_a_kill() {
     assert!(
         !dashboard_up,
         "SIGHUP was caught only once the agent had bound its sockets"
+    );
+    while TcpStream::connect(dash).is_err() && caught.elapsed() < Duration::from_secs(10) {
+        thread::sleep(Duration::from_micros(200));
+    }
+    eprintln!(
+        "the dashboard listened {:?} after SIGHUP was first caught",
+        caught.elapsed()
     );
     agent.wait_ready(&format!("app.{ZONE}"));
     agent.wait_log("SIGHUP: reloading the configuration", 1);
