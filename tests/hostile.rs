@@ -355,6 +355,10 @@ fn a_member_flooding_overrides_cannot_stop_failover() {
         let size = std::fs::metadata(&stored).map(|m| m.len()).unwrap_or(0);
         assert!(size < 4096, "overrides.json is {size} bytes");
         let rss = rss_mib(a.pid());
+        eprintln!(
+            "agent {}: {rss} MiB resident, overrides.json {size} bytes",
+            i + 1
+        );
         assert!(rss < 200, "agent {} uses {rss} MiB", i + 1);
         let log = a.log_text();
         assert!(
@@ -473,6 +477,7 @@ fn an_endless_body_fails_the_probe_within_its_timeout() {
     for pair in s["checks"].as_array().unwrap() {
         let latency = pair["latency_ms"].as_f64().unwrap();
         let error = pair["error"].as_str().unwrap_or_default();
+        eprintln!("{}: {latency} ms: {error}", pair["check"]);
         assert!(
             latency < 1500.0,
             "{} took {latency} ms: {error}",
@@ -538,6 +543,7 @@ fn a_sighup_during_start_is_a_reload_not_a_kill() {
         );
         thread::sleep(Duration::from_micros(200));
     }
+    let caught = Instant::now();
     let dashboard_up = TcpStream::connect(dash).is_ok();
     // SAFETY: kill(2) on the child this test started, by its PID.
     let sent = unsafe { libc::kill(pid as libc::pid_t, libc::SIGHUP) };
@@ -545,6 +551,13 @@ fn a_sighup_during_start_is_a_reload_not_a_kill() {
     assert!(
         !dashboard_up,
         "SIGHUP was caught only once the agent had bound its sockets"
+    );
+    while TcpStream::connect(dash).is_err() && caught.elapsed() < Duration::from_secs(10) {
+        thread::sleep(Duration::from_micros(200));
+    }
+    eprintln!(
+        "the dashboard listened {:?} after SIGHUP was first caught",
+        caught.elapsed()
     );
     agent.wait_ready(&format!("app.{ZONE}"));
     agent.wait_log("SIGHUP: reloading the configuration", 1);
