@@ -597,3 +597,44 @@ fn a_full_state_dir_never_makes_the_serial_go_back() {
     agent.wait_ready(&format!("app.{ZONE}"));
     assert_eq!(seen("restart after"), moved, "same content, same serial");
 }
+
+/// Issue 13.11: temporary files planted in the state directory as symlinks (the names older
+/// versions used) are never written through, however often the serial is stored.
+#[test]
+fn planted_symlinks_in_the_state_dir_are_not_followed() {
+    let mut backends = Backend::group(&["127.0.10.1", "127.0.10.2"]);
+    let dns = dns_addr("127.0.10.100");
+    let yaml = config(&backends, dns, "");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    for name in [".serial.tmp", ".overrides.json.tmp"] {
+        std::os::unix::fs::symlink(&victim, state.join(name)).unwrap();
+    }
+    let mut agent = AgentProcess::start_in(dir, state.clone(), &yaml, dns);
+    agent.wait_ready(&format!("app.{ZONE}"));
+    let before = soa_serial(dns, ZONE);
+    backends[0].stop();
+    wait_until(Duration::from_secs(10), "app to move to node2", || {
+        answers(dns, "app") == ["127.0.10.2"]
+    });
+    assert!(
+        serial_after(soa_serial(dns, ZONE), before),
+        "a serial was stored"
+    );
+    // A symlink planted while it runs is not followed either.
+    std::os::unix::fs::symlink(&victim, state.join(".serial.tmp")).unwrap();
+    backends[0].resume();
+    wait_until(Duration::from_secs(10), "app back on node1", || {
+        answers(dns, "app") == ["127.0.10.1"]
+    });
+    let victim_path = agent.dir.path().join("victim");
+    assert_eq!(std::fs::read_to_string(&victim_path).unwrap(), "precious\n");
+    let serial = std::fs::symlink_metadata(state.join("serial")).unwrap();
+    assert!(
+        serial.file_type().is_file(),
+        "the serial is a file of its own"
+    );
+}

@@ -627,11 +627,10 @@ fn a_cluster_restart_with_a_slow_first_round_gives_no_servfail() {
     assert!(windows.iter().all(|f| f.window.is_none()), "{text}");
 }
 
-/// dnsviz finds no error or warning in the zone as the agents serve it, and kdig finds no
-/// malformed truncated answer (for `pool`, 36 addresses, and the apex NS with its glue).
-/// Depends on the `wire` branch (well-formed TC answers, DO bit, SOA mailbox).
+/// dnsviz finds no error or warning in the zone as the agents serve it (the apex, a hostname,
+/// and `pool` whose 36 addresses do not fit 512 bytes), with the delegation the parent has.
 #[test]
-fn dnsviz_and_kdig_find_nothing_wrong() {
+fn dnsviz_finds_no_error_or_warning() {
     let tier = Tier::start(FAST);
     let servers: Vec<String> = (1..=3)
         .map(|i| format!("ns-node{i}.{ZONE}={}", v4(i, 0)))
@@ -642,10 +641,11 @@ fn dnsviz_and_kdig_find_nothing_wrong() {
     let resolv = tier.dir.path().join("resolv.conf");
     std::fs::write(&resolv, format!("nameserver {BIND}\n")).unwrap();
     let script = format!(
-        "mount --bind {} /etc/resolv.conf && exec dnsviz probe -A -4 -x .:root-ns.test={BIND} -x {ZONE}:{} -o {} {ZONE}",
+        "mount --bind {} /etc/resolv.conf && exec dnsviz probe -A -4 -x .:root-ns.test={BIND} \
+         -x {ZONE}:{servers} -o {} {ZONE} app.{ZONE} pool.{ZONE}",
         resolv.display(),
-        servers.join(","),
-        probe.display()
+        probe.display(),
+        servers = servers.join(","),
     );
     let out = tier
         .net
@@ -666,7 +666,7 @@ fn dnsviz_and_kdig_find_nothing_wrong() {
         .run(
             1,
             "dnsviz",
-            &["grok", "-P", "-r", probe.to_str().unwrap()],
+            &["grok", "-r", probe.to_str().unwrap()],
             Duration::from_secs(60),
         )
         .unwrap();
@@ -680,7 +680,14 @@ fn dnsviz_and_kdig_find_nothing_wrong() {
     let mut found = Vec::new();
     collect_problems(&json, "", &mut found);
     assert!(found.is_empty(), "dnsviz grok: {found:#?}");
+}
 
+/// kdig finds no malformed truncated answer: `pool` (36 addresses) and the apex NS with its
+/// glue, without EDNS and with small and usual EDNS sizes.
+/// Depends on the `wire` branch (well-formed TC answers).
+#[test]
+fn kdig_sees_well_formed_truncated_answers() {
+    let tier = Tier::start(FAST);
     for (name, qtype) in [(format!("pool.{ZONE}"), "A"), (ZONE.to_string(), "NS")] {
         for edns in ["+noedns", "+bufsize=1232", "+bufsize=512"] {
             let out = tier

@@ -822,10 +822,10 @@ impl HealthTask {
         });
         self.serial_outcome(outcome, "stored again");
         if self.serial.serial() != before {
-            debug!(
+            info!(
                 from = before,
                 to = self.serial.serial(),
-                "SOA serial moved up to the other agents'"
+                "SOA serial moved up to the other agents' serial for the same answers"
             );
         }
         self.republish_serial(before);
