@@ -295,7 +295,11 @@ impl Agent {
         drop(tx);
         let stop = shutdown.clone();
         tasks.spawn("dashboard", async move {
-            dashboard.serve(stop).await.map_err(|e| e.to_string())
+            dashboard
+                .serve(stop.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            until_shutdown(&stop)
         });
 
         // Before the health task: it must not emit an event nobody is subscribed to yet.
@@ -317,10 +321,10 @@ impl Agent {
             let context = PeerContext::new(published.status.clone(), secret.clone());
             let stop = shutdown.clone();
             tasks.spawn("peer API", async move {
-                server
-                    .serve(context, stop)
-                    .await
-                    .map_err(|e| format!("{e} (the other agents no longer get this agent's votes)"))
+                server.serve(context, stop.clone()).await.map_err(|e| {
+                    format!("{e} (the other agents no longer get this agent's votes)")
+                })?;
+                until_shutdown(&stop)
             });
             let pulls = pull::run(
                 published.status.clone(),
@@ -444,6 +448,15 @@ impl Agent {
         }
         info!("agent stopped");
         outcome
+    }
+}
+
+/// What a server task that returned is: fine at shutdown, a failure before it.
+fn until_shutdown(shutdown: &CancellationToken) -> Result<(), String> {
+    if shutdown.is_cancelled() {
+        Ok(())
+    } else {
+        Err("stopped before shutdown".into())
     }
 }
 
