@@ -341,9 +341,10 @@ impl Agent {
         let (stop, limit) = (shutdown.clone(), limits.dashboard.clone());
         tasks.spawn("dashboard", async move {
             dashboard
-                .serve(stop, limit)
+                .serve(stop.clone(), limit)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            until_shutdown(&stop)
         });
 
         // Before the health task: it must not emit an event nobody is subscribed to yet.
@@ -366,9 +367,12 @@ impl Agent {
             let (stop, limit) = (shutdown.clone(), limits.peer_api.clone());
             tasks.spawn("peer API", async move {
                 server
-                    .serve(context, stop, limit)
+                    .serve(context, stop.clone(), limit)
                     .await
-                    .map_err(|e| format!("{e} (the other agents no longer get this agent's votes)"))
+                    .map_err(|e| {
+                        format!("{e} (the other agents no longer get this agent's votes)")
+                    })?;
+                until_shutdown(&stop)
             });
             let pulls = pull::run(
                 published.status.clone(),
@@ -493,6 +497,15 @@ impl Agent {
         }
         info!("agent stopped");
         outcome
+    }
+}
+
+/// What a server task that returned is: fine at shutdown, a failure before it.
+fn until_shutdown(shutdown: &CancellationToken) -> Result<(), String> {
+    if shutdown.is_cancelled() {
+        Ok(())
+    } else {
+        Err("stopped before shutdown".into())
     }
 }
 

@@ -27,9 +27,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::connections::{Cap, Limiter};
 
-pub use zone::Zone;
 #[doc(hidden)]
 pub use udp::Answerer;
+pub use zone::Zone;
 
 /// The UDP payload size we advertise and never exceed (the DNS flag day 2020 value: no IP
 /// fragmentation on any common path). Larger answers are truncated and retried over TCP.
