@@ -42,3 +42,9 @@ if ((${#need[@]})); then
 fi
 
 cargo test --all-targets "$@"
+
+# A short fuzz run of every target (about a minute each; FUZZ_SECONDS=0 skips it for a quick
+# local loop). It builds with AddressSanitizer, so its first build takes a few minutes.
+if [ "${FUZZ_SECONDS:-60}" != 0 ]; then
+  ./scripts/fuzz.sh
+fi

@@ -267,7 +267,12 @@ fn idle_tcp_floods_leave_checks_dns_and_the_dashboard_working_under_ulimit_1024(
     // The greedy source itself is cut back, not locked out: a new query from it over TCP is
     // answered. (Which of its own connections went first depends on timing: over the cap its
     // oldest go, and while 32 closures are under way a newcomer may be turned away too.)
-    let from_greedy = dig(dns, &format!("app.{ZONE}"), "A", &["+tcp", "-b", "127.0.132.1"]);
+    let from_greedy = dig(
+        dns,
+        &format!("app.{ZONE}"),
+        "A",
+        &["+tcp", "-b", "127.0.132.1"],
+    );
     assert_eq!(
         from_greedy.answers,
         ["127.0.130.1"],

@@ -32,12 +32,21 @@ hostnames:
 fn answerer() -> &'static Mutex<Answerer> {
     static ANSWERER: OnceLock<Mutex<Answerer>> = OnceLock::new();
     ANSWERER.get_or_init(|| {
-        let config: Config =
-            failoverd::config::parse(Path::new("fuzz.yaml"), CONFIG).expect("the fuzz config parses");
+        let config: Config = failoverd::config::parse(Path::new("fuzz.yaml"), CONFIG)
+            .expect("the fuzz config parses");
         let decisions = vec![
-            Decision { nodes: vec![0], reason: Reason::Healthy },
-            Decision { nodes: vec![0, 1, 2], reason: Reason::Healthy },
-            Decision { nodes: vec![], reason: Reason::AllDownEmpty },
+            Decision {
+                nodes: vec![0],
+                reason: Reason::Healthy,
+            },
+            Decision {
+                nodes: vec![0, 1, 2],
+                reason: Reason::Healthy,
+            },
+            Decision {
+                nodes: vec![],
+                reason: Reason::AllDownEmpty,
+            },
         ];
         Mutex::new(Answerer::new(zone::build(&config, &decisions, 2026120101)))
     })
@@ -45,19 +54,26 @@ fn answerer() -> &'static Mutex<Answerer> {
 
 /// The largest answer the client may receive over UDP: 512, or its EDNS size capped at ours.
 fn limit(query: &Message) -> usize {
-    query
-        .edns
-        .as_ref()
-        .map_or(512, |e| usize::from(e.max_payload().clamp(512, failoverd::dns::EDNS_PAYLOAD)))
+    query.edns.as_ref().map_or(512, |e| {
+        usize::from(e.max_payload().clamp(512, failoverd::dns::EDNS_PAYLOAD))
+    })
 }
 
 fn check(query: &[u8], answer: &[u8], path: &str) -> Message {
-    let parsed = Message::from_bytes(answer)
-        .unwrap_or_else(|e| panic!("{path} answer does not parse: {e}"));
-    assert_eq!(parsed.id(), u16::from_be_bytes([query[0], query[1]]), "{path}: id");
+    let parsed =
+        Message::from_bytes(answer).unwrap_or_else(|e| panic!("{path} answer does not parse: {e}"));
+    assert_eq!(
+        parsed.id(),
+        u16::from_be_bytes([query[0], query[1]]),
+        "{path}: id"
+    );
     assert!(answer[2] & 0x80 != 0, "{path}: QR not set");
     if let Ok(q) = Message::from_bytes(query) {
-        assert!(answer.len() <= limit(&q), "{path}: {} bytes over UDP", answer.len());
+        assert!(
+            answer.len() <= limit(&q),
+            "{path}: {} bytes over UDP",
+            answer.len()
+        );
     }
     parsed
 }
@@ -74,9 +90,15 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Some(fast) = &fast {
         let f = check(data, fast, "fast");
-        let s = slow.as_deref().map(|s| Message::from_bytes(s).expect("checked above"));
+        let s = slow
+            .as_deref()
+            .map(|s| Message::from_bytes(s).expect("checked above"));
         let s = s.expect("the fast path answered a query hickory's path drops");
-        assert_eq!(f.response_code(), s.response_code(), "fast and slow rcodes differ");
+        assert_eq!(
+            f.response_code(),
+            s.response_code(),
+            "fast and slow rcodes differ"
+        );
         assert_eq!(f.answers, s.answers, "fast and slow answers differ");
     }
 });

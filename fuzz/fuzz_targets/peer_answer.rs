@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use failoverd::cluster::Observations;
 use failoverd::config::Config;
 use failoverd::overrides::Overrides;
+use failoverd::serial::{Fingerprint, Keeper, Stored, after};
 use libfuzzer_sys::fuzz_target;
 
 const CONFIG: &str = "zone: ha.test
@@ -44,4 +45,37 @@ fuzz_target!(|data: &[u8]| {
     let again = overrides.merge(&answer.overrides, config, now);
     assert!(again.changed.is_empty());
     let _ = overrides.active(config, now);
+
+    // The serial a peer claims: adopted only upward, and never far past our own clock.
+    if let Some(claim) = answer.serial {
+        let ours = Fingerprint([7; 16]);
+        let mut keeper = Keeper::new(Stored {
+            serial: 1_800_000_000,
+            content: Some(ours),
+        });
+        keeper.publish(ours, now, |_| Ok(()));
+        let before = keeper.serial();
+        let content = if data.len() % 2 == 0 {
+            ours
+        } else {
+            claim.content
+        };
+        let claim = failoverd::serial::Claim {
+            content,
+            serial: claim.serial,
+        };
+        keeper.adopt([claim], now, |_| Ok(()));
+        let after_adopt = keeper.serial();
+        assert!(
+            after_adopt == before || after(after_adopt, before),
+            "the serial went back"
+        );
+        assert!(
+            !after(
+                after_adopt,
+                (now as u32).wrapping_add(failoverd::serial::MAX_AHEAD)
+            ),
+            "adopted a serial beyond the bound"
+        );
+    }
 });

@@ -14,9 +14,13 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// The binary under test, as cargo built it for this test run.
+/// The binary under test: as cargo built it for this test run, or the one named by
+/// `FAILOVERD_TEST_BINARY` (bench/attacks.sh runs the attack tests against a release build).
 pub fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_failoverd"))
+    match std::env::var_os("FAILOVERD_TEST_BINARY") {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_failoverd")),
+    }
 }
 
 /// `failoverd SUBCOMMAND --config CONFIG`, ready for more arguments, `env` and `output`.
