@@ -19,22 +19,21 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::op::{Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
-use hickory_proto::rr::Record;
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_server::net::runtime::TokioTime;
-use hickory_server::net::{NetError, xfer::Protocol};
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponse;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::server::{Request, RequestHandler};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::ZoneHandler;
+use super::udp::Capture;
 use crate::connections::{self, Limiter, Slot};
 
 /// How long a client has to send its next whole message (length and body) after the previous
@@ -162,11 +161,11 @@ pub(super) async fn answer(
             return frame(header_only(metadata)?);
         }
     };
-    let capture = TcpCapture::default();
+    let capture = Capture::for_tcp();
     handler
         .handle_request::<_, TokioTime>(&request, capture.clone())
         .await;
-    let bytes = std::mem::take(&mut *capture.0.lock().ok()?);
+    let bytes = std::mem::take(&mut *capture.bytes.lock().ok()?);
     if bytes.is_empty() {
         return None;
     }
@@ -190,49 +189,6 @@ fn frame(bytes: Vec<u8>) -> Option<Vec<u8>> {
     framed.extend_from_slice(&len.to_be_bytes());
     framed.extend_from_slice(&bytes);
     Some(framed)
-}
-
-/// Encodes what the handler sends as hickory's TCP server does: up to 65,535 bytes, and a
-/// SERVFAIL header if encoding fails.
-#[derive(Clone, Default)]
-struct TcpCapture(Arc<Mutex<Vec<u8>>>);
-
-#[async_trait::async_trait]
-impl ResponseHandler for TcpCapture {
-    async fn send_response<'a>(
-        &mut self,
-        response: MessageResponse<
-            '_,
-            'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-        >,
-    ) -> Result<ResponseInfo, NetError> {
-        let id = response.metadata().id;
-        let mut bytes = Vec::with_capacity(512);
-        let mut encoder = BinEncoder::new(&mut bytes);
-        encoder.set_max_size(u16::MAX);
-        let info = match response.destructive_emit(&mut encoder) {
-            Ok(info) => info,
-            Err(error) => {
-                tracing::error!(%error, "error encoding a DNS response");
-                let mut metadata = Metadata::new(id, MessageType::Response, OpCode::Query);
-                metadata.response_code = ResponseCode::ServFail;
-                bytes = header_only(metadata).ok_or_else(|| NetError::from("encoding a header"))?;
-                Header {
-                    metadata,
-                    counts: HeaderCounts::default(),
-                }
-                .into()
-            }
-        };
-        if let Ok(mut slot) = self.0.lock() {
-            *slot = bytes;
-        }
-        Ok(info)
-    }
 }
 
 #[cfg(test)]

@@ -400,7 +400,7 @@ async fn ask(message: &Message) -> Message {
     handler
         .handle_request::<_, TokioTime>(&request, capture.clone())
         .await;
-    let bytes = capture.0.lock().unwrap().clone();
+    let bytes = capture.bytes.lock().unwrap().clone();
     Message::from_vec(&bytes).unwrap()
 }
 

@@ -498,12 +498,12 @@ async fn slow(handler: &ZoneHandler, query: &[u8], src: SocketAddr) -> Option<Ve
     handler
         .handle_request::<_, TokioTime>(&request, capture.clone())
         .await;
-    let bytes = std::mem::take(&mut *capture.0.lock().ok()?);
+    let bytes = std::mem::take(&mut *capture.bytes.lock().ok()?);
     (!bytes.is_empty()).then_some(bytes)
 }
 
-/// Encodes what the handler sends for UDP: at most the client's size or 512, and a SERVFAIL
-/// header if encoding fails.
+/// Encodes what the handler sends, as the UDP and TCP servers need it: over UDP at most the
+/// client's size or 512, over TCP up to 65,535 bytes; a SERVFAIL header if encoding fails.
 ///
 /// hickory's encoder, given a size limit, drops the record that does not fit but leaves its
 /// first bytes in the buffer, and then has no room for the OPT: a malformed message (trailing
@@ -512,7 +512,21 @@ async fn slow(handler: &ZoneHandler, query: &[u8], src: SocketAddr) -> Option<Ve
 /// TCP. Every answer here is one RRset, or the apex NS with its in-domain glue, which RFC 9471
 /// requires whole too, so there is no smaller complete answer to offer.
 #[derive(Clone, Default)]
-pub(super) struct Capture(pub(super) Arc<Mutex<Vec<u8>>>);
+pub(super) struct Capture {
+    pub(super) bytes: Arc<Mutex<Vec<u8>>>,
+    /// Over TCP an answer is never truncated: it may take up to 65,535 bytes.
+    tcp: bool,
+}
+
+impl Capture {
+    /// For the TCP server: no size limit but the message's own.
+    pub(super) fn for_tcp() -> Self {
+        Self {
+            bytes: Arc::default(),
+            tcp: true,
+        }
+    }
+}
 
 /// The TC answer for an encoded `full` answer that is over its size limit: header, question and
 /// OPT only (with the rcode's high bits). `None` if `full` cannot be read back.
@@ -535,7 +549,11 @@ impl ResponseHandler for Capture {
         >,
     ) -> Result<ResponseInfo, NetError> {
         let id = response.metadata().id;
-        let limit = usize::from(response.edns().map_or(512, |e| e.max_payload()));
+        let limit = if self.tcp {
+            usize::from(u16::MAX)
+        } else {
+            usize::from(response.edns().map_or(512, |e| e.max_payload()))
+        };
         let mut bytes = Vec::with_capacity(512);
         let mut encoder = BinEncoder::new(&mut bytes);
         let encoded = response.destructive_emit(&mut encoder);
@@ -568,7 +586,7 @@ impl ResponseHandler for Capture {
                 header.into()
             }
         };
-        if let Ok(mut slot) = self.0.lock() {
+        if let Ok(mut slot) = self.bytes.lock() {
             *slot = bytes;
         }
         Ok(info)
