@@ -36,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let now = 1_800_000_000;
-    let mut overrides = Overrides::none(config);
+    let mut overrides = Overrides::default();
     let merged = overrides.merge(&answer.overrides, config, now);
     // At most one entry per known target survives, whatever the peer sent.
     assert!(overrides.list().len() <= config.nodes.len() + config.hostnames.len());
