@@ -15,6 +15,7 @@
 //! | GET/HEAD `/`                              | 200 HTML, or 500 if rendering fails      |
 //! | GET/HEAD `/api/v1/status`                 | 200 JSON                                 |
 //! | GET/HEAD `/api/v1/history[?since=T]`      | 200 JSON; 400 if `since` is not RFC 3339 |
+//! | GET/HEAD `/history`                       | 200 HTML: the timeline alone             |
 //! | GET/HEAD `/metrics`                       | 200 OpenMetrics text                     |
 //! | GET/HEAD `/static/dashboard.css`          | 200 CSS                                  |
 //! | a known path with another method          | 405 with `Allow`                         |
@@ -170,6 +171,7 @@ pub fn router(state: DashboardState) -> Router {
         .route("/", get(index))
         .route("/api/v1/status", get(api_status))
         .route("/api/v1/history", get(crate::history::api::api_history))
+        .route("/history", get(crate::history::api::history_page))
         .route("/metrics", get(metrics_text))
         .route("/static/dashboard.css", get(stylesheet))
         .route("/api/v1/csrf", get(actions::csrf_token))

@@ -103,7 +103,7 @@ pub fn print_history(base: &str, json: bool) -> std::process::ExitCode {
         .block_on(fetch(base));
     let text = match fetched {
         Ok((_, body)) if json => format!("{}\n", body.trim_end()),
-        Ok((view, _)) => super::view::render_text(&view, SystemTime::now(), 3),
+        Ok((view, _)) => super::view::render_text(&view, SystemTime::now(), 6),
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "error: {e}");
             return std::process::ExitCode::from(1);
@@ -118,6 +118,42 @@ pub fn print_history(base: &str, json: bool) -> std::process::ExitCode {
                 "error: cannot write to standard output: {e}"
             );
             std::process::ExitCode::from(1)
+        }
+    }
+}
+
+/// `GET /history`: the timeline alone, for a bookmark or a screenshot.
+#[derive(askama::Template)]
+#[template(path = "dashboard/history_page.html")]
+struct HistoryPage {
+    zone: String,
+    updated: String,
+    refresh_seconds: u64,
+    history: Timeline,
+}
+
+pub async fn history_page(State(state): State<DashboardState>) -> Response {
+    use askama::Template;
+    let now = SystemTime::now();
+    let status = state.published.status.load();
+    let config = &status.config;
+    let page = HistoryPage {
+        zone: config.zone.to_ascii().trim_end_matches('.').to_string(),
+        updated: crate::dashboard::view::local_from_rfc3339(
+            &crate::dashboard::view::rfc3339(now),
+            now,
+        ),
+        refresh_seconds: config.dashboard.refresh.as_secs().max(1),
+        history: timeline(&state.published),
+    };
+    match page.render() {
+        Ok(html) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response(),
+        Err(e) => {
+            error!(error = %e, "cannot render the history page");
+            crate::dashboard::plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the history page could not be rendered; see the agent's log\n",
+            )
         }
     }
 }

@@ -212,6 +212,8 @@ impl History {
     /// last change (a clock step back) is moved up to it, so changes stay in order. True if
     /// recorded.
     pub fn record(&mut self, key: Key, at: SystemTime, value: Value) -> bool {
+        // Milliseconds, as the file and the API keep them.
+        let at = from_millis(millis(at));
         let cap = self.per_series_cap();
         let series = self.series.entry(key).or_default();
         if series.last() == Some(&value) {

@@ -233,3 +233,11 @@ fn a_damaged_or_foreign_file_is_an_empty_history_with_a_reason() {
     let (_, why) = History::load(&state, t(0));
     assert!(why.unwrap().contains("version 99"));
 }
+
+#[test]
+fn times_print_with_milliseconds_and_parse_back_exactly() {
+    let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_796_000_000_987);
+    let text = rfc3339_ms(at);
+    assert_eq!(text, "2026-11-30T00:53:20.987Z");
+    assert_eq!(view::parse_since(&text), Ok(at));
+}

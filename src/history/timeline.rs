@@ -20,8 +20,10 @@ const NODE_COLOURS: usize = 6;
 
 /// What the page's history section shows.
 pub struct Timeline {
-    /// Axis labels, local time, oldest first (five: every 6 h).
+    /// Axis labels, local time, oldest first (five, evenly spaced).
     pub ticks: Vec<String>,
+    /// `Last 24 hours`, or since when, for a younger history.
+    pub title: String,
     /// Vertical grid lines, in SVG units.
     pub grid: Vec<String>,
     /// Answers per hostname, then state per check.
@@ -56,6 +58,8 @@ pub struct Rect {
     /// Position and width in SVG units, written with two decimals.
     pub x: String,
     pub width: String,
+    pub y: String,
+    pub height: String,
     /// `ok`, `ko`, `pending`, `unknown`, `noaddr`, or `n0`…`n5` (a node).
     pub class: String,
     /// The tooltip: value and local times.
@@ -64,7 +68,17 @@ pub struct Rect {
 
 impl Timeline {
     pub fn build(history: &History, config: &Config, now: SystemTime) -> Self {
-        let start = period_start(None, now);
+        // The last 24 h; an agent with less history than that shows what it has (at least
+        // 10 s), so a young history is not a hair at the right end.
+        let earliest = history
+            .series
+            .values()
+            .filter_map(|s| s.changes.front().map(|c| c.at))
+            .min()
+            .unwrap_or(now);
+        let start = period_start(None, now)
+            .max(earliest)
+            .min(now - Duration::from_secs(10));
         let span = now
             .duration_since(start)
             .unwrap_or_default()
@@ -75,7 +89,7 @@ impl Timeline {
         };
         let local = |t: SystemTime| local_from_rfc3339(&crate::dashboard::view::rfc3339(t), now);
         let ticks = (0..=4)
-            .map(|i| local(start + Duration::from_secs(6 * 3600 * i)))
+            .map(|i| local(start + Duration::from_secs_f64(span * i as f64 / 4.0)))
             .collect();
         let grid = (1..4)
             .map(|i| format!("{:.0}", WIDTH * i as f64 / 4.0))
@@ -101,21 +115,36 @@ impl Timeline {
         let rects = |s: &Series| -> Vec<Rect> {
             s.segments(start, now)
                 .into_iter()
-                .map(|(from, to, value)| {
+                .flat_map(|(from, to, value)| {
                     let (x0, x1) = (to_x(from), to_x(to));
-                    Rect {
-                        x: format!("{x0:.2}"),
-                        // At least a hair, so a short KO stays visible.
-                        width: format!("{:.2}", (x1 - x0).max(0.8)),
-                        class: class_of(&value),
-                        title: format!(
-                            "{}: {} – {} ({})",
-                            words(&value),
-                            local(from),
-                            local(to),
-                            compact_duration(to.duration_since(from).unwrap_or_default())
-                        ),
-                    }
+                    let title = format!(
+                        "{}: {} – {} ({})",
+                        words(&value),
+                        local(from),
+                        local(to),
+                        compact_duration(to.duration_since(from).unwrap_or_default())
+                    );
+                    // Several nodes answering (mode: all): one stripe each, stacked.
+                    let classes: Vec<String> = match &value {
+                        Value::Nodes(nodes) if nodes.len() > 1 => {
+                            nodes.iter().map(|n| node_class(n)).collect()
+                        }
+                        other => vec![class_of(other)],
+                    };
+                    let height = 10.0 / classes.len() as f64;
+                    classes
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, class)| Rect {
+                            x: format!("{x0:.2}"),
+                            // At least a hair, so a short KO stays visible.
+                            width: format!("{:.2}", (x1 - x0).max(0.8)),
+                            y: format!("{:.2}", i as f64 * height),
+                            height: format!("{height:.2}"),
+                            class,
+                            title: title.clone(),
+                        })
+                        .collect::<Vec<_>>()
                 })
                 .collect()
         };
@@ -180,8 +209,18 @@ impl Timeline {
                 }
             })
             .collect();
+        let covered = now.duration_since(start).unwrap_or_default();
+        let title = if covered >= super::WINDOW - Duration::from_secs(60) {
+            "Last 24 hours".to_string()
+        } else {
+            format!(
+                "History: the last {} (recorded so far; up to 24 h are kept)",
+                compact_duration(covered)
+            )
+        };
         Self {
             ticks,
+            title,
             grid,
             groups: vec![
                 Group {

@@ -39,7 +39,7 @@ pub struct HostnameHistory {
     pub transitions: u32,
     /// True when the count cap dropped changes after `from`: the start is incomplete.
     pub capped: bool,
-    /// Every change since `from`, oldest first.
+    /// Every change at or after `from`, oldest first.
     pub changes: Vec<AnswerChange>,
 }
 
@@ -66,7 +66,7 @@ pub struct PairHistory {
     pub transitions: u32,
     /// True when the count cap dropped changes after `from`.
     pub capped: bool,
-    /// Every change since `from`, oldest first.
+    /// Every change at or after `from`, oldest first.
     pub changes: Vec<StateChange>,
 }
 
@@ -146,7 +146,7 @@ impl HistoryView {
         let after = |s: &Series| {
             s.changes
                 .iter()
-                .filter(|c| c.at > from)
+                .filter(|c| c.at >= from)
                 .cloned()
                 .collect::<Vec<_>>()
         };
