@@ -15,6 +15,7 @@ pub mod demo;
 pub mod dns;
 pub mod events;
 pub mod health;
+pub mod history;
 pub mod logging;
 pub mod notify;
 pub mod overrides;

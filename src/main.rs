@@ -115,6 +115,10 @@ enum Command {
         /// Print the JSON of /api/v1/status as the agent sent it.
         #[arg(long)]
         json: bool,
+        /// Print the last 24 h instead: transitions and availability per hostname and check
+        /// (with --json, the JSON of /api/v1/history).
+        #[arg(long)]
+        history: bool,
     },
 }
 
@@ -183,7 +187,12 @@ fn main() -> ExitCode {
                 }
             }
         }),
-        Command::Status { config, url, json } => {
+        Command::Status {
+            config,
+            url,
+            json,
+            history,
+        } => {
             let base = match url {
                 Some(url) => url,
                 None => match config::load(&config) {
@@ -194,6 +203,9 @@ fn main() -> ExitCode {
                     }
                 },
             };
+            if history {
+                return failoverd::history::api::print_history(&base, json);
+            }
             let fetched = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

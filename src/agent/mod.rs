@@ -70,6 +70,8 @@ pub struct Published {
     pub commands: mpsc::Sender<Command>,
     /// Wakes the peer puller early: this agent's own view of a pair just changed.
     pub pull_now: Arc<tokio::sync::Notify>,
+    /// Transitions of the last 24 h, filled by the history recorder (src/history/).
+    pub history: crate::history::Shared,
 }
 
 /// Why the agent could not start or stopped.
@@ -226,6 +228,10 @@ impl Agent {
             )),
             _ => None,
         };
+        let (history, damaged) = crate::history::History::load(&state, SystemTime::now());
+        if let Some(reason) = damaged {
+            warn!(%reason, file = crate::history::FILE, "the saved history cannot be read; starting an empty one (the file is replaced at the next write)");
+        }
         let config = Arc::new(config);
         let (command_tx, commands) = mpsc::channel(16);
         let published = Published {
@@ -243,6 +249,7 @@ impl Agent {
             events: broadcast::channel(EVENT_BACKLOG).0,
             dns_queries: Arc::default(),
             notifications: Arc::default(),
+            history: history.shared(),
         };
         let dashboard =
             Dashboard::bind(&config.dashboard, published.clone()).map_err(|source| {
@@ -388,6 +395,20 @@ impl Agent {
         } else {
             drop(report_tx);
         }
+
+        // Subscribed before the health task starts, so no transition is missed.
+        let recorder = crate::history::recorder::run(
+            published.history.clone(),
+            state.clone(),
+            published.status.clone(),
+            published.events.subscribe(),
+            shutdown.clone(),
+        );
+        let stop = shutdown.clone();
+        tasks.spawn("history", async move {
+            recorder.await?;
+            until_shutdown(&stop)
+        });
 
         let (reconfigure, reconfigurations) = mpsc::channel(4);
         let health = HealthTask::new(config.clone(), published, state, serial, overrides);

@@ -34,7 +34,7 @@ pub fn base_url(listen: SocketAddr) -> String {
 }
 
 /// An HTTP client for the local agent's API.
-fn local_client() -> Result<reqwest::Client, reqwest::Error> {
+pub(crate) fn local_client() -> Result<reqwest::Client, reqwest::Error> {
     // reqwest is built without a default crypto provider (see check::http); plain HTTP needs
     // none, but building a client does.
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -14,6 +14,8 @@
 //! | `Host` missing or not a loopback name     | 403 (DNS rebinding from a local browser) |
 //! | GET/HEAD `/`                              | 200 HTML, or 500 if rendering fails      |
 //! | GET/HEAD `/api/v1/status`                 | 200 JSON                                 |
+//! | GET/HEAD `/api/v1/history[?since=T]`      | 200 JSON; 400 if `since` is not RFC 3339 |
+//! | GET/HEAD `/history`                       | 200 HTML: the timeline alone             |
 //! | GET/HEAD `/metrics`                       | 200 OpenMetrics text                     |
 //! | GET/HEAD `/static/dashboard.css`          | 200 CSS                                  |
 //! | a known path with another method          | 405 with `Allow`                         |
@@ -69,7 +71,7 @@ const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; base-ur
 /// What every handler reads. Cheap to clone.
 #[derive(Clone)]
 pub struct DashboardState {
-    published: Published,
+    pub(crate) published: Published,
     metrics: Arc<Metrics>,
     /// A random token per agent run that every state-changing POST must carry: a page on
     /// another site cannot read it (loopback and Host checks, same-origin policy).
@@ -168,6 +170,8 @@ pub fn router(state: DashboardState) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/api/v1/status", get(api_status))
+        .route("/api/v1/history", get(crate::history::api::api_history))
+        .route("/history", get(crate::history::api::history_page))
         .route("/metrics", get(metrics_text))
         .route("/static/dashboard.css", get(stylesheet))
         .route("/api/v1/csrf", get(actions::csrf_token))
@@ -200,7 +204,8 @@ fn header_layer(
 
 async fn index(State(state): State<DashboardState>) -> Response {
     let view = view::StatusView::build(&state.published, SystemTime::now());
-    match page::render(&view, &state.csrf) {
+    let history = crate::history::api::timeline(&state.published);
+    match page::render(&view, &state.csrf, history) {
         Ok(html) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response(),
         Err(e) => {
             error!(error = %e, "cannot render the dashboard page");
@@ -253,7 +258,7 @@ async fn stylesheet() -> Response {
 async fn not_found() -> Response {
     plain(
         StatusCode::NOT_FOUND,
-        "not found: the dashboard serves /, /api/v1/status and /metrics\n",
+        "not found: the dashboard serves /, /api/v1/status, /api/v1/history and /metrics\n",
     )
 }
 

@@ -32,6 +32,8 @@ struct Page {
     overrides: Vec<OverrideRow>,
     node_ids: Vec<String>,
     hostnames: Vec<String>,
+    /// The 24-hour timeline (`templates/dashboard/history.html`).
+    history: crate::history::timeline::Timeline,
 }
 
 struct OverrideRow {
@@ -100,7 +102,11 @@ struct EventRow {
 }
 
 /// Renders the page; an error here is a bug in the template and becomes a 500.
-pub fn render(view: &StatusView, csrf: &str) -> askama::Result<String> {
+pub fn render(
+    view: &StatusView,
+    csrf: &str,
+    history: crate::history::timeline::Timeline,
+) -> askama::Result<String> {
     let now = SystemTime::now();
     let local = |t: &Option<String>| {
         t.as_deref()
@@ -204,6 +210,7 @@ pub fn render(view: &StatusView, csrf: &str) -> askama::Result<String> {
             ids
         },
         hostnames: view.hostnames.iter().map(|h| h.name.clone()).collect(),
+        history,
         cluster: view.cluster.is_some(),
         quorum: view
             .cluster

@@ -116,6 +116,7 @@ fn published(ready: bool) -> Published {
         notifications: Arc::default(),
         commands: tokio::sync::mpsc::channel(1).0,
         pull_now: Arc::default(),
+        history: Arc::default(),
     }
 }
 

@@ -1,0 +1,159 @@
+//! `GET /api/v1/history[?since=RFC3339]` on the dashboard, the page's timeline, and the client
+//! side of `failoverd status --history`.
+
+use std::time::SystemTime;
+
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tracing::error;
+
+use super::timeline::Timeline;
+use super::view::{HistoryView, parse_since};
+use crate::agent::Published;
+use crate::dashboard::DashboardState;
+
+#[derive(Deserialize)]
+pub struct HistoryQuery {
+    since: Option<String>,
+}
+
+/// The history as JSON; `?since=` (RFC 3339) shows the changes after that time only.
+pub async fn api_history(
+    State(state): State<DashboardState>,
+    Query(query): Query<HistoryQuery>,
+) -> Response {
+    let since = match query.since.as_deref().map(parse_since).transpose() {
+        Ok(since) => since,
+        Err(message) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                format!("{message}\n"),
+            )
+                .into_response();
+        }
+    };
+    let view = build(&state.published, since, SystemTime::now());
+    match serde_json::to_string_pretty(&view) {
+        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Err(e) => {
+            error!(error = %e, "cannot serialize the history");
+            crate::dashboard::plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot serialize the history\n",
+            )
+        }
+    }
+}
+
+/// The view of what `published` holds, for the configuration in force.
+pub fn build(published: &Published, since: Option<SystemTime>, now: SystemTime) -> HistoryView {
+    let status = published.status.load();
+    let history = published.history.lock().expect("history lock");
+    HistoryView::build(&history, &status.config, since, now)
+}
+
+/// The page's timeline of the last 24 hours.
+pub fn timeline(published: &Published) -> Timeline {
+    let status = published.status.load();
+    let history = published.history.lock().expect("history lock");
+    Timeline::build(&history, &status.config, SystemTime::now())
+}
+
+/// Fetches `/api/v1/history` from the dashboard at `base`; returns the view and the JSON sent.
+pub async fn fetch(base: &str) -> Result<(HistoryView, String), String> {
+    let base = base.trim_end_matches('/');
+    let target = base.trim_start_matches("http://").to_string();
+    let client = crate::dashboard::client::local_client().map_err(|e| e.to_string())?;
+    let unreachable = |e: reqwest::Error| {
+        format!(
+            "no agent answering on {target}: {} — is failoverd running?",
+            crate::check::describe_error(&e)
+        )
+    };
+    let response = client
+        .get(format!("{base}/api/v1/history"))
+        .send()
+        .await
+        .map_err(unreachable)?;
+    let status = response.status();
+    let body = response.text().await.map_err(unreachable)?;
+    if !status.is_success() {
+        return Err(format!(
+            "the agent on {target} answered HTTP {}: {}",
+            status.as_u16(),
+            body.trim().chars().take(300).collect::<String>()
+        ));
+    }
+    let view = serde_json::from_str(&body).map_err(|e| {
+        format!("the agent on {target} sent a history this version cannot read: {e} (an agent older than this command has no /api/v1/history)")
+    })?;
+    Ok((view, body))
+}
+
+/// `failoverd status --history [--json]`: exit 0 when printed, 1 when the agent cannot be asked.
+pub fn print_history(base: &str, json: bool) -> std::process::ExitCode {
+    use std::io::Write;
+    let fetched = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("cannot start the tokio runtime")
+        .block_on(fetch(base));
+    let text = match fetched {
+        Ok((_, body)) if json => format!("{}\n", body.trim_end()),
+        Ok((view, _)) => super::view::render_text(&view, SystemTime::now(), 6),
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "error: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: cannot write to standard output: {e}"
+            );
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+/// `GET /history`: the timeline alone, for a bookmark or a screenshot.
+#[derive(askama::Template)]
+#[template(path = "dashboard/history_page.html")]
+struct HistoryPage {
+    zone: String,
+    updated: String,
+    refresh_seconds: u64,
+    history: Timeline,
+}
+
+pub async fn history_page(State(state): State<DashboardState>) -> Response {
+    use askama::Template;
+    let now = SystemTime::now();
+    let status = state.published.status.load();
+    let config = &status.config;
+    let page = HistoryPage {
+        zone: config.zone.to_ascii().trim_end_matches('.').to_string(),
+        updated: crate::dashboard::view::local_from_rfc3339(
+            &crate::dashboard::view::rfc3339(now),
+            now,
+        ),
+        refresh_seconds: config.dashboard.refresh.as_secs().max(1),
+        history: timeline(&state.published),
+    };
+    match page.render() {
+        Ok(html) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response(),
+        Err(e) => {
+            error!(error = %e, "cannot render the history page");
+            crate::dashboard::plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the history page could not be rendered; see the agent's log\n",
+            )
+        }
+    }
+}
