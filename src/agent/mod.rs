@@ -25,19 +25,20 @@ use crate::check::{HttpClients, Probe};
 use crate::cluster::auth::Secret;
 use crate::cluster::pull;
 use crate::cluster::server::{PeerContext, PeerServer};
+use crate::command::Command;
 use crate::config::{self, Config, ConfigError};
 use crate::connections::Limits;
-use crate::dashboard::{Dashboard, NotifyCounters};
-use crate::dns::{DnsSockets, QueryCounters, Zone, saved};
+use crate::dashboard::Dashboard;
+use crate::dns::{DnsSockets, Zone, saved};
 use crate::events::{Event, EventKind};
 use crate::notify::Notifier;
 use crate::overrides::Overrides;
+use crate::published::Published;
 use crate::serial::{Keeper, Stored};
 use crate::state_dir::StateDir;
 use crate::status::Status;
 pub use tasks::TaskFailure;
 use tasks::Tasks;
-pub use writer::Command;
 use writer::{HealthTask, Reconfigure};
 
 /// How long shutdown waits for in-flight work before giving up on it.
@@ -49,28 +50,6 @@ const NOTIFY_FLUSH_GRACE: Duration = Duration::from_secs(3);
 pub(crate) const STATUS_PUBLISH_PERIOD: Duration = Duration::from_millis(250);
 /// Events kept for a notifier that falls behind.
 const EVENT_BACKLOG: usize = 1024;
-
-/// What the agent publishes for readers; cheap to clone, never blocks the writer.
-#[derive(Clone)]
-///
-/// The configuration in force is `status.load().config`: it changes with reloads, together with
-/// the per-pair tables it indexes.
-pub struct Published {
-    /// What DNS serves.
-    pub zone: Arc<ArcSwap<Zone>>,
-    /// What the dashboard, API and notifiers read.
-    pub status: Arc<ArcSwap<Status>>,
-    /// State changes as they happen; `subscribe()` to receive them.
-    pub events: broadcast::Sender<Arc<Event>>,
-    /// DNS responses by code, counted by the DNS handler, read by `/metrics`.
-    pub dns_queries: Arc<QueryCounters>,
-    /// Notifications sent and failed, counted by the notifier, read by `/metrics`.
-    pub notifications: Arc<NotifyCounters>,
-    /// Operators' requests (manual overrides) to the health task, the one writer.
-    pub commands: mpsc::Sender<Command>,
-    /// Wakes the peer puller early: this agent's own view of a pair just changed.
-    pub pull_now: Arc<tokio::sync::Notify>,
-}
 
 /// Why the agent could not start or stopped.
 #[derive(Debug, thiserror::Error)]

@@ -20,7 +20,7 @@ pub use duration::{HumanDuration, format_duration};
 use file::{CheckEntry, ConfigFile, HostnameEntry, NodeEntry, StatusSpec, TimingSection};
 pub use notify::{
     EmailConfig, EventFilter, NotifyConfig, Secret, SecretKind, SecretSource, SmtpConfig, SmtpTls,
-    WebhookConfig,
+    WebhookConfig, redacted_url,
 };
 
 /// Default place of the configuration file.

@@ -22,7 +22,6 @@
 
 pub mod actions;
 pub mod client;
-mod conn;
 mod metrics;
 mod page;
 mod security;
@@ -44,14 +43,13 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tracing::{error, info, warn};
 
-use crate::agent::Published;
 use crate::config::DashboardConfig;
 use crate::connections::Limiter;
+use crate::connections::http::{CappedListener, DASHBOARD_TIMEOUTS, Peer};
 use crate::events::Event;
+use crate::published::Published;
 
-pub use conn::{CappedListener, PEER_API_TIMEOUTS, Peer, Timeouts};
 use metrics::Metrics;
-pub use metrics::NotifyCounters;
 
 /// The longest a handler may take. Handlers only read snapshots, so this is generous.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -141,7 +139,7 @@ impl Dashboard {
         let counting = tokio::spawn(state.metrics.clone().count_events(events, shutdown.clone()));
         let app = router(state).into_make_service_with_connect_info::<Peer>();
         let result = axum::serve(
-            conn::CappedListener::new(listener, limit, conn::DASHBOARD_TIMEOUTS),
+            CappedListener::new(listener, limit, DASHBOARD_TIMEOUTS),
             app,
         )
         .with_graceful_shutdown(shutdown.cancelled_owned())
