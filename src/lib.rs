@@ -5,14 +5,13 @@
 
 pub mod agent;
 pub mod check;
+pub mod cli;
 pub mod cluster;
 pub mod command;
 pub mod config;
 pub mod connections;
 pub mod dashboard;
 pub mod decide;
-pub mod delegation;
-pub mod demo;
 pub mod dns;
 pub mod events;
 pub mod health;
@@ -23,7 +22,6 @@ pub mod published;
 pub mod serial;
 pub mod state_dir;
 pub mod status;
-pub mod verify;
 
 /// The top-level modules form layers: no cycle of `crate::` paths between them, so that a
 /// newcomer can read them bottom-up (docs/architecture.md). Test code is left out (a test may
