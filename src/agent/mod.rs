@@ -6,6 +6,7 @@
 //!                                                              └──────► Status ─ArcSwap──► dashboard, notifier
 //! ```
 
+mod reload;
 mod tasks;
 mod writer;
 
@@ -530,31 +531,18 @@ fn spawn_probes(
 }
 
 /// Reads the configuration file again for a reload. Settings bound at start (listen addresses,
-/// notification channels) are reported as needing a restart; everything else applies.
+/// notification channels, the cluster's peer API and secret) are reported as needing a restart
+/// and stay as they are (`reload`); everything else applies.
 fn load_for_reload(
     current: &Config,
     clients: &HttpClients,
 ) -> Result<(Arc<Config>, Vec<Probe>), String> {
-    let new = config::load(&current.path).map_err(|e| e.to_string())?;
-    let restart_only = [
-        ("dns.listen", current.dns.listen != new.dns.listen),
-        (
-            "dashboard.listen",
-            current.dashboard.listen != new.dashboard.listen,
-        ),
-        // Secrets print as *** in Debug, so comparing the Debug text compares the settings.
-        (
-            "notify",
-            format!("{:?}", current.notify) != format!("{:?}", new.notify),
-        ),
-    ];
-    for (key, changed) in restart_only {
-        if changed {
-            warn!(
-                key,
-                "changed in the configuration file; it takes effect at the next restart"
-            );
-        }
+    let mut new = config::load(&current.path).map_err(|e| e.to_string())?;
+    for key in reload::keep_restart_only(current, &mut new) {
+        warn!(
+            key,
+            "changed in the configuration file; it takes effect at the next restart"
+        );
     }
     let probes = build_probes(&new, clients).map_err(|e| e.to_string())?;
     Ok((Arc::new(new), probes))
