@@ -3,6 +3,8 @@
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
+use crate::config::EventFilter;
+
 /// One event, stamped with the time it happened.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
@@ -107,6 +109,34 @@ impl Event {
             EventKind::PublishFailed { error } => format!("DNS change not applied: {error}"),
             EventKind::OverrideChanged { summary } => format!("override: {summary}"),
             EventKind::NotificationFailed { summary } => format!("notification failed: {summary}"),
+        }
+    }
+}
+
+/// The name of an event kind: the webhook `kind`, the word `notify.*.events` uses.
+pub fn kind_name(kind: &EventKind) -> &'static str {
+    match kind {
+        EventKind::CheckDown { .. } => "check_down",
+        EventKind::CheckUp { .. } => "check_up",
+        EventKind::AnswerChanged { .. } => "answer_changed",
+        EventKind::PublishFailed { .. } => "publish_failed",
+        EventKind::OverrideChanged { .. } => "override_changed",
+        EventKind::NotificationFailed { .. } => "notification_failed",
+    }
+}
+
+impl EventFilter {
+    /// Whether `notify.*.events` selects events of this kind.
+    pub fn allows(&self, kind: &EventKind) -> bool {
+        use EventKind::*;
+        match kind {
+            CheckDown { .. } => self.check_down,
+            CheckUp { .. } => self.check_up,
+            AnswerChanged { .. } => self.answer_changed,
+            PublishFailed { .. } => self.publish_failed,
+            OverrideChanged { .. } => self.override_changed,
+            // Mailing that a mail failed could loop; it is shown on the dashboard instead.
+            NotificationFailed { .. } => false,
         }
     }
 }

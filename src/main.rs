@@ -1,13 +1,13 @@
-//! The `failoverd` command line: parses arguments, sets up logging, and picks exit codes.
+//! The `failoverd` command line: parses the arguments, calls the subcommand (`failoverd::cli`),
+//! and turns its outcome into a message and an exit code.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
 
-use failoverd::agent::Agent;
-use failoverd::config::{self, DEFAULT_CONFIG_PATH};
+use failoverd::cli::{self, EXIT_CONFIG, OverrideArgs};
+use failoverd::config::DEFAULT_CONFIG_PATH;
 use failoverd::state_dir::DEFAULT_STATE_DIR;
 
 /// `eprintln!` that never panics: with stderr gone too (`2>&1 | head -0`), there is nowhere left
@@ -18,11 +18,6 @@ macro_rules! eprintln {
         let _ = writeln!(std::io::stderr(), $($arg)*);
     }};
 }
-
-/// Exit code for a runtime failure.
-const EXIT_RUNTIME: u8 = 1;
-/// Exit code for bad usage or a bad configuration.
-const EXIT_CONFIG: u8 = 2;
 
 #[derive(Parser)]
 #[command(
@@ -123,107 +118,23 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let args = match Cli::try_parse() {
+        Ok(args) => args,
         Err(e) => {
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() { EXIT_CONFIG } else { 0 });
         }
     };
-    match cli.command {
-        Command::CheckConfig { config } => match config::load(&config) {
-            Ok(cfg) => print_out(&cfg.summary()),
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(EXIT_CONFIG)
-            }
-        },
-        Command::Run { config, state_dir } => runtime().block_on(async move {
-            // First of all: from here on, a SIGHUP or SIGTERM that arrives while the agent
-            // starts is queued (a reload once it runs, a stop) instead of killing the process
-            // by the default action.
-            let signals = match Signals::install() {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("error: cannot listen for signals: {e}");
-                    return ExitCode::from(EXIT_RUNTIME);
-                }
-            };
-            let _log = failoverd::logging::init();
-            let cfg = match config::load(&config) {
-                Ok(cfg) => cfg,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(EXIT_CONFIG);
-                }
-            };
-            {
-                let agent = match Agent::build(cfg, &state_dir) {
-                    Ok(agent) => agent,
-                    // A notification channel or cluster secret that cannot be set up is a
-                    // configuration error.
-                    Err(
-                        e @ (failoverd::agent::AgentError::Notify(_)
-                        | failoverd::agent::AgentError::ClusterSecret(_)),
-                    ) => {
-                        eprintln!("error: {e}");
-                        return ExitCode::from(EXIT_CONFIG);
-                    }
-                    Err(e) => {
-                        tracing::error!("{e}");
-                        return ExitCode::from(EXIT_RUNTIME);
-                    }
-                };
-                let shutdown = CancellationToken::new();
-                tokio::spawn(cancel_on(signals.term, signals.int, shutdown.clone()));
-                let (reload, reloads) = tokio::sync::mpsc::channel(1);
-                tokio::spawn(reload_on_sighup(signals.hup, reload));
-                match agent.run_with_reloads(shutdown, reloads).await {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(e) => {
-                        tracing::error!("{e}");
-                        ExitCode::from(EXIT_RUNTIME)
-                    }
-                }
-            }
-        }),
+    let outcome = match args.command {
+        Command::Run { config, state_dir } => cli::run(&config, &state_dir),
+        Command::CheckConfig { config } => cli::check_config(&config),
         Command::Status {
             config,
             url,
             json,
             history,
-        } => {
-            let base = match url {
-                Some(url) => url,
-                None => match config::load(&config) {
-                    Ok(cfg) => failoverd::dashboard::client::base_url(cfg.dashboard.listen),
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        return ExitCode::from(EXIT_CONFIG);
-                    }
-                },
-            };
-            if history {
-                return failoverd::history::api::print_history(&base, json);
-            }
-            let fetched = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("cannot start the tokio runtime")
-                .block_on(failoverd::dashboard::client::fetch(&base));
-            match fetched {
-                Ok((_, body)) if json => print_out(&format!("{}\n", body.trim_end())),
-                Ok((view, _)) => print_out(&failoverd::dashboard::client::render(
-                    &view,
-                    std::time::SystemTime::now(),
-                )),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(EXIT_RUNTIME)
-                }
-            }
-        }
-        Command::NotifyTest { config } => notify_test(&config),
+        } => cli::status(&config, url, json, history),
+        Command::NotifyTest { config } => cli::notify_test(&config),
         Command::Maintenance {
             node,
             state,
@@ -231,18 +142,16 @@ fn main() -> ExitCode {
             duration,
             config,
             url,
-        } => {
-            let request = failoverd::overrides::Request {
-                kind: failoverd::overrides::Kind::Maintenance,
-                target: node,
-                node: None,
-                on: state == "on",
+        } => cli::maintenance(
+            node,
+            state == "on",
+            OverrideArgs {
                 reason,
-                for_seconds: None,
-                by: String::new(),
-            };
-            send_override(request, duration, &config, url)
-        }
+                duration,
+                config,
+                url,
+            },
+        ),
         Command::Force {
             hostname,
             node,
@@ -250,251 +159,27 @@ fn main() -> ExitCode {
             duration,
             config,
             url,
-        } => {
-            let off = node == "off";
-            let request = failoverd::overrides::Request {
-                kind: failoverd::overrides::Kind::Force,
-                target: hostname,
-                node: (!off).then_some(node),
-                on: !off,
+        } => cli::force(
+            hostname,
+            node,
+            OverrideArgs {
                 reason,
-                for_seconds: None,
-                by: String::new(),
-            };
-            send_override(request, duration, &config, url)
-        }
-        Command::Delegation { config } => match config::load(&config) {
-            Ok(cfg) => print_out(&failoverd::delegation::render(&cfg)),
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(EXIT_CONFIG)
-            }
-        },
-        Command::Verify { config, server } => {
-            let cfg = match config::load(&config) {
-                Ok(cfg) => cfg,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(EXIT_CONFIG);
-                }
-            };
-            let resolver = match server
-                .as_deref()
-                .map(failoverd::verify::parse_server)
-                .transpose()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: --server: {e}");
-                    return ExitCode::from(EXIT_CONFIG);
-                }
-            };
-            let (report, ok) = runtime().block_on(failoverd::verify::verify(&cfg, resolver));
-            if let Err(code) = write_out(&report) {
-                return code;
-            }
-            if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(EXIT_RUNTIME)
-            }
-        }
-        Command::Demo => {
-            let _log = failoverd::logging::init();
-            runtime().block_on(async {
-                let shutdown = CancellationToken::new();
-                tokio::spawn(cancel_on_signal(shutdown.clone()));
-                match failoverd::demo::run(shutdown).await {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        ExitCode::from(EXIT_RUNTIME)
-                    }
-                }
-            })
-        }
-    }
-}
-
-/// `notify-test`: exit 0 if every channel delivered, 1 if one failed, 2 if none is configured
-/// or the configuration (or a password it names) is wrong.
-fn notify_test(path: &std::path::Path) -> ExitCode {
-    let cfg = match config::load(path) {
-        Ok(cfg) => cfg,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
+                duration,
+                config,
+                url,
+            },
+        ),
+        Command::Delegation { config } => cli::delegation(&config),
+        Command::Verify { config, server } => cli::verify(&config, server.as_deref()),
+        Command::Demo => cli::demo(),
     };
-    let notifier = match failoverd::notify::Notifier::build(&cfg) {
-        Ok(Some(n)) => n,
-        Ok(None) => {
-            eprintln!(
-                "error: {}: no notification channel is configured; add notify.email or notify.webhook",
-                path.display()
-            );
-            return ExitCode::from(EXIT_CONFIG);
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    let reports = runtime().block_on(notifier.send_test(&cfg));
-    let mut failed = false;
-    for report in &reports {
-        let line = match &report.result {
-            Ok(()) => format!("{:<8} {}: sent\n", report.channel, report.target),
-            Err(e) => {
-                failed = true;
-                format!("{:<8} {}: FAILED: {e}\n", report.channel, report.target)
-            }
-        };
-        if let Err(code) = write_out(&line) {
-            return code;
-        }
-    }
-    if failed {
-        eprintln!("error: at least one notification channel failed (see above)");
-        ExitCode::from(EXIT_RUNTIME)
-    } else {
-        ExitCode::SUCCESS
-    }
-}
-
-/// `maintenance` and `force`: fills in who asks and for how long, and sends it to the local agent.
-fn send_override(
-    mut request: failoverd::overrides::Request,
-    duration: Option<String>,
-    config: &std::path::Path,
-    url: Option<String>,
-) -> ExitCode {
-    if let Some(text) = duration {
-        match failoverd::config::HumanDuration::parse(&text) {
-            Ok(d) => request.for_seconds = Some(d.0.as_secs().max(1)),
-            Err(e) => {
-                eprintln!("error: --for: {e}");
-                return ExitCode::from(EXIT_CONFIG);
-            }
-        }
-    }
-    let user = std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "unknown".into());
-    request.by = format!(
-        "failoverd {} (user {user})",
-        if request.kind == failoverd::overrides::Kind::Force {
-            "force"
-        } else {
-            "maintenance"
-        }
-    );
-    let base = match url {
-        Some(url) => url,
-        None => match config::load(config) {
-            Ok(cfg) => failoverd::dashboard::client::base_url(cfg.dashboard.listen),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(EXIT_CONFIG);
-            }
-        },
-    };
-    let result = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("cannot start the tokio runtime")
-        .block_on(failoverd::dashboard::client::apply_override(
-            &base, &request,
-        ));
-    match result {
-        Ok(o) => print_out(&format!(
-            "{} (version {}; every agent applies it within a few peer periods)\n",
-            o.summary(),
-            o.version
-        )),
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(EXIT_RUNTIME)
-        }
-    }
-}
-
-/// Writes `text` to stdout; see `write_out`.
-fn print_out(text: &str) -> ExitCode {
-    match write_out(text) {
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(code) => code,
-    }
-}
-
-/// Writes `text` to stdout. A stdout that cannot be written (its reader went away: `| head -1`,
-/// a closed pipe) is reported on stderr with exit 1, never a panic as `print!` would.
-fn write_out(text: &str) -> Result<(), ExitCode> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(|e| {
-            eprintln!("error: cannot write to standard output: {e}");
-            ExitCode::from(EXIT_RUNTIME)
-        })
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("cannot start the tokio runtime")
-}
-
-/// The signals `run` handles, listened for from its first moment: a signal that arrives before
-/// its task reads it is kept (one pending delivery per kind).
-struct Signals {
-    hup: tokio::signal::unix::Signal,
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn install() -> std::io::Result<Self> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(Self {
-            hup: signal(SignalKind::hangup())?,
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-        })
-    }
-}
-
-/// Asks the agent to re-read its configuration on every SIGHUP (`systemctl reload`).
-async fn reload_on_sighup(
-    mut hup: tokio::signal::unix::Signal,
-    reload: tokio::sync::mpsc::Sender<()>,
-) {
-    while hup.recv().await.is_some() {
-        tracing::info!("SIGHUP: reloading the configuration");
-        // A reload already waiting covers this one too.
-        if let Err(tokio::sync::mpsc::error::TrySendError::Closed(())) = reload.try_send(()) {
-            return;
+        Err(failure) => {
+            if let Some(message) = failure.message {
+                eprintln!("error: {message}");
+            }
+            ExitCode::from(failure.code)
         }
     }
-}
-
-async fn cancel_on_signal(token: CancellationToken) {
-    match Signals::install() {
-        Ok(s) => cancel_on(s.term, s.int, token).await,
-        Err(e) => tracing::error!(error = %e, "cannot listen for SIGTERM; stop with SIGKILL"),
-    }
-}
-
-async fn cancel_on(
-    mut term: tokio::signal::unix::Signal,
-    mut int: tokio::signal::unix::Signal,
-    token: CancellationToken,
-) {
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("interrupted: shutting down"),
-    }
-    token.cancel();
 }

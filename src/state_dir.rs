@@ -6,20 +6,18 @@
 //! fsynced, renamed over the target (which replaces a symlink rather than writing through
 //! it), then the directory is fsynced so the rename itself is durable. Every read goes through
 //! [`read_regular`], which refuses symlinks and anything that is not a regular file.
+//!
+//! What a file holds belongs to its owner: the serial file to [`crate::serial`], the overrides
+//! to [`crate::overrides`], the last answers to [`crate::dns::saved`]. This module is below all
+//! of them and depends on none.
 
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::serial::{Fingerprint, Stored};
-
 /// Default state directory.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/failoverd";
-
-/// Name of the serial file: the serial on the first line (what `cat` shows an operator), the
-/// fingerprint of the content it was given on the second.
-const SERIAL_FILE: &str = "serial";
 
 /// Temporary files are `.<target>.<random>.tmp`; leftovers of a crash are swept at open.
 const TMP_SUFFIX: &str = ".tmp";
@@ -52,52 +50,6 @@ impl StateDir {
     /// Replaces `name` in the directory with `contents`; see [`write_atomic`].
     pub fn write(&self, name: &str, contents: &[u8]) -> io::Result<()> {
         write_atomic(&self.dir, name, contents)
-    }
-
-    /// The last serial stored, with the content it was given, if any was stored. A damaged
-    /// file is an error, not a reset: starting over at a lower serial is exactly what must
-    /// never happen. A file of an older version (the serial alone) has no content.
-    pub fn load_serial(&self) -> Result<Option<Stored>, String> {
-        let path = self.dir.join(SERIAL_FILE);
-        let bytes = match self.read(SERIAL_FILE) {
-            Ok(Some(bytes)) => bytes,
-            Ok(None) => return Ok(None),
-            Err(e) => return Err(format!("{}: {e}", path.display())),
-        };
-        let text = String::from_utf8_lossy(&bytes);
-        let damaged = |what: &str| {
-            format!(
-                "{}: {what}; fix or remove the file (the serial restarts from the clock)",
-                path.display()
-            )
-        };
-        let mut lines = text.lines();
-        let first = lines.next().unwrap_or("").trim();
-        let serial = first.parse::<u32>().map_err(|_| {
-            // Only a prefix of a bad first line: the file is ours, but its content is not
-            // something to copy into logs whole.
-            let shown: String = first.chars().take(20).collect();
-            damaged(&format!("`{shown}` is not a serial number"))
-        })?;
-        let mut content = None;
-        // Lines a later version may add are ignored.
-        for line in lines {
-            if let Some(("content", hex)) = line.trim().split_once(' ') {
-                content = Some(
-                    Fingerprint::from_hex(hex.trim())
-                        .ok_or_else(|| damaged("the content line is not a fingerprint"))?,
-                );
-            }
-        }
-        Ok(Some(Stored { serial, content }))
-    }
-
-    pub fn store_serial(&self, stored: &Stored) -> io::Result<()> {
-        let mut text = format!("{}\n", stored.serial);
-        if let Some(content) = &stored.content {
-            text.push_str(&format!("content {}\n", content.to_hex()));
-        }
-        self.write(SERIAL_FILE, text.as_bytes())
     }
 }
 
@@ -167,48 +119,14 @@ fn sweep_temporaries(dir: &Path) {
     }
 }
 
-/// The serial after `current`, in RFC 1982 serial arithmetic (0 is skipped).
-pub fn next_serial(current: u32) -> u32 {
-    match current.wrapping_add(1) {
-        0 => 1,
-        n => n,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::serial::{Fingerprint, Stored};
     use std::os::unix::fs::symlink;
 
     fn stored(serial: u32, content: Option<Fingerprint>) -> Stored {
         Stored { serial, content }
-    }
-
-    #[test]
-    fn serial_survives_reopen_and_garbage_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = StateDir::open(&dir.path().join("sub")).unwrap();
-        assert_eq!(state.load_serial(), Ok(None));
-        let content = Some(Fingerprint([7; 16]));
-        state.store_serial(&stored(41, content)).unwrap();
-        assert_eq!(
-            StateDir::open(&dir.path().join("sub"))
-                .unwrap()
-                .load_serial(),
-            Ok(Some(stored(41, content)))
-        );
-        fs::write(dir.path().join("sub/serial"), "x").unwrap();
-        assert!(state.load_serial().unwrap_err().contains("not a serial"));
-        fs::write(dir.path().join("sub/serial"), "5\ncontent zz\n").unwrap();
-        assert!(state.load_serial().unwrap_err().contains("fingerprint"));
-    }
-
-    #[test]
-    fn a_file_of_an_older_version_has_no_content() {
-        let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("serial"), "1796000000\n").unwrap();
-        let state = StateDir::open(dir.path()).unwrap();
-        assert_eq!(state.load_serial(), Ok(Some(stored(1_796_000_000, None))));
     }
 
     #[test]
@@ -271,11 +189,5 @@ mod tests {
             .collect();
         left.sort();
         assert_eq!(left, [".dir.tmp", "keep.tmp"]);
-    }
-
-    #[test]
-    fn next_serial_wraps_past_zero() {
-        assert_eq!(next_serial(1), 2);
-        assert_eq!(next_serial(u32::MAX), 1);
     }
 }

@@ -13,7 +13,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{AgentProcess, Backend, binary, dns_addr, free_port, wait_until};
-use failoverd::history::view::HistoryView;
+use failoverd::dashboard::history::view::HistoryView;
 
 const ZONE: &str = "ha.example.com";
 
@@ -54,14 +54,20 @@ fn history(dashboard: SocketAddr, query: &str) -> HistoryView {
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
 
-fn pair<'a>(view: &'a HistoryView, node: &str) -> &'a failoverd::history::view::PairHistory {
+fn pair<'a>(
+    view: &'a HistoryView,
+    node: &str,
+) -> &'a failoverd::dashboard::history::view::PairHistory {
     view.pairs
         .iter()
         .find(|p| p.node == node && p.check == "web")
         .unwrap()
 }
 
-fn host<'a>(view: &'a HistoryView, name: &str) -> &'a failoverd::history::view::HostnameHistory {
+fn host<'a>(
+    view: &'a HistoryView,
+    name: &str,
+) -> &'a failoverd::dashboard::history::view::HostnameHistory {
     let fqdn = format!("{name}.{ZONE}");
     view.hostnames.iter().find(|h| h.name == fqdn).unwrap()
 }

@@ -6,6 +6,7 @@
 //!                                                              └──────► Status ─ArcSwap──► dashboard, notifier
 //! ```
 
+mod reload;
 mod tasks;
 mod writer;
 
@@ -25,19 +26,20 @@ use crate::check::{HttpClients, Probe};
 use crate::cluster::auth::Secret;
 use crate::cluster::pull;
 use crate::cluster::server::{PeerContext, PeerServer};
+use crate::command::Command;
 use crate::config::{self, Config, ConfigError};
 use crate::connections::Limits;
-use crate::dashboard::{Dashboard, NotifyCounters};
-use crate::dns::{DnsSockets, QueryCounters, Zone, saved};
+use crate::dashboard::Dashboard;
+use crate::dns::{DnsSockets, Zone, saved};
 use crate::events::{Event, EventKind};
 use crate::notify::Notifier;
 use crate::overrides::Overrides;
+use crate::published::Published;
 use crate::serial::{Keeper, Stored};
 use crate::state_dir::StateDir;
 use crate::status::Status;
 pub use tasks::TaskFailure;
 use tasks::Tasks;
-pub use writer::Command;
 use writer::{HealthTask, Reconfigure};
 
 /// How long shutdown waits for in-flight work before giving up on it.
@@ -49,30 +51,6 @@ const NOTIFY_FLUSH_GRACE: Duration = Duration::from_secs(3);
 pub(crate) const STATUS_PUBLISH_PERIOD: Duration = Duration::from_millis(250);
 /// Events kept for a notifier that falls behind.
 const EVENT_BACKLOG: usize = 1024;
-
-/// What the agent publishes for readers; cheap to clone, never blocks the writer.
-#[derive(Clone)]
-///
-/// The configuration in force is `status.load().config`: it changes with reloads, together with
-/// the per-pair tables it indexes.
-pub struct Published {
-    /// What DNS serves.
-    pub zone: Arc<ArcSwap<Zone>>,
-    /// What the dashboard, API and notifiers read.
-    pub status: Arc<ArcSwap<Status>>,
-    /// State changes as they happen; `subscribe()` to receive them.
-    pub events: broadcast::Sender<Arc<Event>>,
-    /// DNS responses by code, counted by the DNS handler, read by `/metrics`.
-    pub dns_queries: Arc<QueryCounters>,
-    /// Notifications sent and failed, counted by the notifier, read by `/metrics`.
-    pub notifications: Arc<NotifyCounters>,
-    /// Operators' requests (manual overrides) to the health task, the one writer.
-    pub commands: mpsc::Sender<Command>,
-    /// Wakes the peer puller early: this agent's own view of a pair just changed.
-    pub pull_now: Arc<tokio::sync::Notify>,
-    /// Transitions of the last 24 h, filled by the history recorder (src/history/).
-    pub history: crate::history::Shared,
-}
 
 /// Why the agent could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -572,31 +550,18 @@ fn spawn_probes(
 }
 
 /// Reads the configuration file again for a reload. Settings bound at start (listen addresses,
-/// notification channels) are reported as needing a restart; everything else applies.
+/// notification channels, the cluster's peer API and secret) are reported as needing a restart
+/// and stay as they are (`reload`); everything else applies.
 fn load_for_reload(
     current: &Config,
     clients: &HttpClients,
 ) -> Result<(Arc<Config>, Vec<Probe>), String> {
-    let new = config::load(&current.path).map_err(|e| e.to_string())?;
-    let restart_only = [
-        ("dns.listen", current.dns.listen != new.dns.listen),
-        (
-            "dashboard.listen",
-            current.dashboard.listen != new.dashboard.listen,
-        ),
-        // Secrets print as *** in Debug, so comparing the Debug text compares the settings.
-        (
-            "notify",
-            format!("{:?}", current.notify) != format!("{:?}", new.notify),
-        ),
-    ];
-    for (key, changed) in restart_only {
-        if changed {
-            warn!(
-                key,
-                "changed in the configuration file; it takes effect at the next restart"
-            );
-        }
+    let mut new = config::load(&current.path).map_err(|e| e.to_string())?;
+    for key in reload::keep_restart_only(current, &mut new) {
+        warn!(
+            key,
+            "changed in the configuration file; it takes effect at the next restart"
+        );
     }
     let probes = build_probes(&new, clients).map_err(|e| e.to_string())?;
     Ok((Arc::new(new), probes))

@@ -15,6 +15,7 @@ use tracing::{debug, error, info, warn};
 use super::{Published, STATUS_PUBLISH_PERIOD};
 use crate::check::schedule::Observation;
 use crate::cluster::{PeerReport, freshness, tally};
+use crate::command::Command;
 use crate::config::Config;
 use crate::decide::{Decision, decide};
 use crate::dns::{Zone, saved, zone};
@@ -24,16 +25,6 @@ use crate::overrides::{self, Active, Overrides};
 use crate::serial::{Claim, Fingerprint, Keeper, Outcome};
 use crate::state_dir::StateDir;
 use crate::status::{PeerStatus, RECENT_EVENTS, Status, Vote};
-
-/// What an operator asks of the agent (through the local API), with where to send the outcome.
-pub enum Command {
-    Override {
-        request: overrides::Request,
-        reply: tokio::sync::oneshot::Sender<Result<overrides::Override, overrides::Refused>>,
-    },
-    /// The notifier gave up on a message: recorded among the recent events.
-    NotificationFailed { summary: String },
-}
 
 /// A new configuration, with the results channel of the probes started for it.
 pub(super) struct Reconfigure {

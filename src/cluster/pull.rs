@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::auth::{self, HEADER_AGENT, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIME, Secret};
 use super::{OBSERVATIONS_PATH, Observations, PeerReport};
 use crate::check::describe_error;
-use crate::dashboard::PEER_API_TIMEOUTS;
+use crate::connections::http::PEER_API_TIMEOUTS;
 use crate::overrides::printable;
 use crate::status::Status;
 

@@ -27,7 +27,7 @@ use super::auth::{
 };
 use super::{OBSERVATIONS_PATH, Observation, Observations};
 use crate::connections::Limiter;
-use crate::dashboard::{CappedListener, PEER_API_TIMEOUTS, Peer};
+use crate::connections::http::{CappedListener, PEER_API_TIMEOUTS, Peer};
 use crate::health::State as Health;
 use crate::status::Status;
 

@@ -19,8 +19,8 @@ use serde_saphyr::Spanned;
 pub use duration::{HumanDuration, format_duration};
 use file::{CheckEntry, ConfigFile, HostnameEntry, NodeEntry, StatusSpec, TimingSection};
 pub use notify::{
-    EmailConfig, EventFilter, NotifyConfig, Secret, SecretKind, SecretSource, SmtpConfig, SmtpTls,
-    WebhookConfig,
+    CaFile, EmailConfig, EventFilter, NotifyConfig, Secret, SecretKind, SecretSource, SmtpConfig,
+    SmtpTls, WebhookConfig, redacted_url,
 };
 
 /// Default place of the configuration file.

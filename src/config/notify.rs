@@ -152,19 +152,6 @@ impl EventFilter {
         override_changed: true,
     };
 
-    pub fn allows(&self, kind: &crate::events::EventKind) -> bool {
-        use crate::events::EventKind::*;
-        match kind {
-            CheckDown { .. } => self.check_down,
-            CheckUp { .. } => self.check_up,
-            AnswerChanged { .. } => self.answer_changed,
-            PublishFailed { .. } => self.publish_failed,
-            OverrideChanged { .. } => self.override_changed,
-            // Mailing that a mail failed could loop; it is shown on the dashboard instead.
-            NotificationFailed { .. } => false,
-        }
-    }
-
     /// The selected names, for the summary.
     pub fn names(&self) -> Vec<&'static str> {
         let on = [
@@ -680,6 +667,22 @@ impl Validator<'_> {
         }
         Ok(v.value.0)
     }
+}
+
+/// `https://chat.example.com:8443/…`: scheme, host and port only; paths and queries of webhook
+/// URLs often carry the token.
+pub fn redacted_url(url: &reqwest::Url) -> String {
+    let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+    let rest = if url.path() == "/" && url.query().is_none() {
+        "/"
+    } else {
+        "/…"
+    };
+    format!(
+        "{}://{}{port}{rest}",
+        url.scheme(),
+        url.host_str().unwrap_or_default()
+    )
 }
 
 #[cfg(test)]

@@ -197,7 +197,7 @@ fn notify_summary(notify: &NotifyConfig) -> String {
     }
     if let Some(w) = &notify.webhook {
         // A URL may carry a token in its path or query: show only scheme, host and port.
-        let url = crate::notify::redacted_url(&w.url);
+        let url = super::redacted_url(&w.url);
         let headers: Vec<&str> = w.headers.iter().map(|(k, _)| k.as_str()).collect();
         let _ = writeln!(
             out,

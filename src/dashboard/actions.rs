@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::oneshot;
 
 use super::DashboardState;
-use crate::agent::Command;
+use crate::command::Command;
 use crate::config::HumanDuration;
 use crate::overrides::{Kind, Override, Refused, Request};
 

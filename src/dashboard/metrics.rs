@@ -27,7 +27,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -41,19 +41,11 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::agent::Published;
 use crate::events::{Event, EventKind};
 use crate::health::State;
+use crate::published::Published;
 
 use super::view::StatusView;
-
-/// Notification outcomes, counted by the notifier and exported here. The notifier holds an
-/// `Arc` of the same value (`Published::notifications`).
-#[derive(Debug, Default)]
-pub struct NotifyCounters {
-    pub sent: AtomicU64,
-    pub failed: AtomicU64,
-}
 
 /// Counters only the event stream can give, keyed by name so they survive reloads that
 /// reorder or change the configuration. Written on events only, never on the DNS path.

@@ -24,7 +24,7 @@
 
 pub mod actions;
 pub mod client;
-mod conn;
+pub mod history;
 mod metrics;
 mod page;
 mod security;
@@ -46,14 +46,13 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tracing::{error, info, warn};
 
-use crate::agent::Published;
 use crate::config::DashboardConfig;
 use crate::connections::Limiter;
+use crate::connections::http::{CappedListener, DASHBOARD_TIMEOUTS, Peer};
 use crate::events::Event;
+use crate::published::Published;
 
-pub use conn::{CappedListener, PEER_API_TIMEOUTS, Peer, Timeouts};
 use metrics::Metrics;
-pub use metrics::NotifyCounters;
 
 /// The longest a handler may take. Handlers only read snapshots, so this is generous.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -143,7 +142,7 @@ impl Dashboard {
         let counting = tokio::spawn(state.metrics.clone().count_events(events, shutdown.clone()));
         let app = router(state).into_make_service_with_connect_info::<Peer>();
         let result = axum::serve(
-            conn::CappedListener::new(listener, limit, conn::DASHBOARD_TIMEOUTS),
+            CappedListener::new(listener, limit, DASHBOARD_TIMEOUTS),
             app,
         )
         .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -170,8 +169,8 @@ pub fn router(state: DashboardState) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/api/v1/status", get(api_status))
-        .route("/api/v1/history", get(crate::history::api::api_history))
-        .route("/history", get(crate::history::api::history_page))
+        .route("/api/v1/history", get(history::api::api_history))
+        .route("/history", get(history::api::history_page))
         .route("/metrics", get(metrics_text))
         .route("/static/dashboard.css", get(stylesheet))
         .route("/api/v1/csrf", get(actions::csrf_token))
@@ -204,7 +203,7 @@ fn header_layer(
 
 async fn index(State(state): State<DashboardState>) -> Response {
     let view = view::StatusView::build(&state.published, SystemTime::now());
-    let history = crate::history::api::timeline(&state.published);
+    let history = history::api::timeline(&state.published);
     match page::render(&view, &state.csrf, history) {
         Ok(html) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response(),
         Err(e) => {

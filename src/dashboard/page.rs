@@ -33,7 +33,7 @@ struct Page {
     node_ids: Vec<String>,
     hostnames: Vec<String>,
     /// The 24-hour timeline (`templates/dashboard/history.html`).
-    history: crate::history::timeline::Timeline,
+    history: crate::dashboard::history::timeline::Timeline,
 }
 
 struct OverrideRow {
@@ -105,7 +105,7 @@ struct EventRow {
 pub fn render(
     view: &StatusView,
     csrf: &str,
-    history: crate::history::timeline::Timeline,
+    history: crate::dashboard::history::timeline::Timeline,
 ) -> askama::Result<String> {
     let now = SystemTime::now();
     let local = |t: &Option<String>| {

@@ -21,8 +21,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tracing::debug;
 
-use super::conn::Peer;
 use super::plain;
+use crate::connections::http::Peer;
 
 pub async fn guard(request: Request, next: Next) -> Response {
     let peer = request

@@ -16,12 +16,12 @@ use tower::ServiceExt;
 
 use super::view::StatusView;
 use super::{DashboardState, Peer, router};
-use crate::agent::Published;
 use crate::config::{self, Config};
 use crate::decide::decide;
 use crate::dns::zone;
 use crate::events::{Event, EventKind};
 use crate::health::ProbeResult;
+use crate::published::Published;
 use crate::status::Status;
 
 /// A secret that appears in the configuration and must appear in no answer.

@@ -9,11 +9,11 @@ use std::time::{Duration, SystemTime};
 use hickory_proto::rr::LowerName;
 use serde::{Deserialize, Serialize};
 
-use crate::agent::Published;
 use crate::config::{Config, Mode, WhenAllDown};
 use crate::decide::{Decision, Reason};
 use crate::events::Event;
 use crate::health::{PairHealth, State};
+use crate::published::Published;
 use crate::status::{Effective, Status};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -457,7 +457,7 @@ fn pair_line(node: &str, check: &str, effective: &Effective, own: &PairHealth) -
 }
 
 fn event_view(event: &Event) -> EventView {
-    let kind = crate::notify::message::kind_name(&event.kind);
+    let kind = crate::events::kind_name(&event.kind);
     EventView {
         at: rfc3339(event.at),
         kind: kind.to_string(),

@@ -11,10 +11,7 @@
 //! The [`recorder`] fills it from the events the health task broadcasts, and resyncs from the
 //! published status (start, reloads, a lagging receiver).
 
-pub mod api;
 pub mod recorder;
-pub mod timeline;
-pub mod view;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};

@@ -239,5 +239,5 @@ fn times_print_with_milliseconds_and_parse_back_exactly() {
     let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_796_000_000_987);
     let text = rfc3339_ms(at);
     assert_eq!(text, "2026-11-30T00:53:20.987Z");
-    assert_eq!(view::parse_since(&text), Ok(at));
+    assert_eq!(crate::dashboard::history::view::parse_since(&text), Ok(at));
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::{Config, format_duration};
-use crate::events::{Event, EventKind};
+use crate::events::{Event, EventKind, kind_name};
 use crate::health::State;
 use crate::status::Status;
 
@@ -312,18 +312,6 @@ pub fn webhook_json(config: &Config, event: &Event) -> serde_json::Value {
         out.extend(more);
     }
     value
-}
-
-/// The webhook `kind`, the same word `notify.*.events` uses.
-pub fn kind_name(kind: &EventKind) -> &'static str {
-    match kind {
-        EventKind::CheckDown { .. } => "check_down",
-        EventKind::CheckUp { .. } => "check_up",
-        EventKind::AnswerChanged { .. } => "answer_changed",
-        EventKind::PublishFailed { .. } => "publish_failed",
-        EventKind::OverrideChanged { .. } => "override_changed",
-        EventKind::NotificationFailed { .. } => "notification_failed",
-    }
 }
 
 /// What `notify-test` sends: says where it came from, and that nothing is wrong.

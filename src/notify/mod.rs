@@ -15,7 +15,7 @@ pub mod queue;
 mod webhook;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -25,12 +25,19 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::{Config, ConfigError, EventFilter};
-use crate::dashboard::NotifyCounters;
 use crate::events::Event;
 use crate::status::Status;
 
 pub use email::EmailSender;
-pub use webhook::{WebhookSender, redacted_url};
+pub use webhook::WebhookSender;
+
+/// Notification outcomes, counted here and exported by `/metrics`, which reads the same `Arc`
+/// (`Published::notifications`).
+#[derive(Debug, Default)]
+pub struct NotifyCounters {
+    pub sent: AtomicU64,
+    pub failed: AtomicU64,
+}
 
 /// Events waiting per channel; beyond it new events are dropped with a warning. Generous: a
 /// digest takes 50 at a time, and a 10-node storm is a few dozen events.
@@ -96,7 +103,7 @@ impl Notifier {
         events: broadcast::Receiver<Arc<Event>>,
         status: Arc<ArcSwap<Status>>,
         counters: Arc<NotifyCounters>,
-        commands: mpsc::Sender<crate::agent::Command>,
+        commands: mpsc::Sender<crate::command::Command>,
         shutdown: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
         let mut tasks = JoinSet::new();
@@ -107,7 +114,7 @@ impl Notifier {
             queue::Outcome::Dropped { summary, .. } => {
                 counters.failed.fetch_add(1, Ordering::Relaxed);
                 // Shown among the recent events; never mailed (that could loop).
-                let _ = commands.try_send(crate::agent::Command::NotificationFailed { summary });
+                let _ = commands.try_send(crate::command::Command::NotificationFailed { summary });
             }
         };
         let mut outputs = Vec::new();

@@ -4,7 +4,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
 use super::DeliveryError;
 use crate::check::{describe_error, no_roots_hint};
-use crate::config::{ConfigError, WebhookConfig};
+use crate::config::{ConfigError, WebhookConfig, redacted_url};
 
 #[derive(Clone)]
 pub struct WebhookSender {
@@ -95,20 +95,4 @@ impl WebhookSender {
             permanent: status.is_client_error() && status.as_u16() != 408 && status.as_u16() != 429,
         })
     }
-}
-
-/// `https://chat.example.com:8443/…`: scheme, host and port only; paths and queries of webhook
-/// URLs often carry the token.
-pub fn redacted_url(url: &reqwest::Url) -> String {
-    let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
-    let rest = if url.path() == "/" && url.query().is_none() {
-        "/"
-    } else {
-        "/…"
-    };
-    format!(
-        "{}://{}{port}{rest}",
-        url.scheme(),
-        url.host_str().unwrap_or_default()
-    )
 }

@@ -27,6 +27,11 @@
 //! source (an IPv4 address, an IPv6 /64) has a cap of its own, and a source over it loses its
 //! own oldest connection, so one source cannot push out the others. A new connection is refused
 //! only when too many closures are already under way.
+//!
+//! [`http`] puts the dashboard's and the peer API's HTTP connections under these caps and
+//! timeouts.
+
+pub mod http;
 
 use std::collections::HashMap;
 use std::io;

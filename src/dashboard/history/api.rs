@@ -9,10 +9,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tracing::error;
 
-use super::timeline::Timeline;
-use super::view::{HistoryView, parse_since};
-use crate::agent::Published;
 use crate::dashboard::DashboardState;
+use crate::dashboard::history::timeline::Timeline;
+use crate::dashboard::history::view::{HistoryView, parse_since};
+use crate::published::Published;
 
 #[derive(Deserialize)]
 pub struct HistoryQuery {
@@ -91,35 +91,6 @@ pub async fn fetch(base: &str) -> Result<(HistoryView, String), String> {
         format!("the agent on {target} sent a history this version cannot read: {e} (an agent older than this command has no /api/v1/history)")
     })?;
     Ok((view, body))
-}
-
-/// `failoverd status --history [--json]`: exit 0 when printed, 1 when the agent cannot be asked.
-pub fn print_history(base: &str, json: bool) -> std::process::ExitCode {
-    use std::io::Write;
-    let fetched = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("cannot start the tokio runtime")
-        .block_on(fetch(base));
-    let text = match fetched {
-        Ok((_, body)) if json => format!("{}\n", body.trim_end()),
-        Ok((view, _)) => super::view::render_text(&view, SystemTime::now(), 6),
-        Err(e) => {
-            let _ = writeln!(std::io::stderr(), "error: {e}");
-            return std::process::ExitCode::from(1);
-        }
-    };
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            let _ = writeln!(
-                std::io::stderr(),
-                "error: cannot write to standard output: {e}"
-            );
-            std::process::ExitCode::from(1)
-        }
-    }
 }
 
 /// `GET /history`: the timeline alone, for a bookmark or a screenshot.

@@ -8,10 +8,10 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::view::{percent, period_start, series_in_order};
-use super::{History, Series, Value};
 use crate::config::Config;
+use crate::dashboard::history::view::{percent, period_start, series_in_order};
 use crate::dashboard::view::{compact_duration, local_from_rfc3339};
+use crate::history::{History, Series, Value};
 
 /// Width of a row in SVG units: one per minute of the window.
 pub const WIDTH: f64 = 1440.0;
@@ -210,7 +210,7 @@ impl Timeline {
             })
             .collect();
         let covered = now.duration_since(start).unwrap_or_default();
-        let title = if covered >= super::WINDOW - Duration::from_secs(60) {
+        let title = if covered >= crate::history::WINDOW - Duration::from_secs(60) {
             "Last 24 hours".to_string()
         } else {
             format!(

@@ -7,8 +7,8 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use super::{History, Key, Series, Value, WINDOW, rfc3339_ms};
 use crate::config::Config;
+use crate::history::{History, Key, Series, Value, WINDOW, rfc3339_ms};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryView {
@@ -222,7 +222,7 @@ pub fn render_text(view: &HistoryView, now: SystemTime, last: usize) -> String {
     let mut out = format!(
         "HISTORY since {} ({} changes kept per series at most, {} h)\n",
         local_from_rfc3339(&view.from, now),
-        super::MAX_PER_SERIES,
+        crate::history::MAX_PER_SERIES,
         view.window_seconds / 3600
     );
     let mut rows = vec![vec![
