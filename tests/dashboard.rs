@@ -10,9 +10,10 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
+use common::browser::{chromium, run_bounded};
 use common::{AgentProcess, Backend, binary, dig, dns_addr, free_port, soa_serial, wait_until};
 use failoverd::dashboard::view::StatusView;
 
@@ -115,82 +116,12 @@ fn status_json(addr: SocketAddr) -> StatusView {
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("bad JSON ({e}): {body}"))
 }
 
-/// Runs a command to completion, killing it after `deadline`.
-fn run_bounded(command: &mut Command, deadline: Duration) -> Output {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {command:?}: {e}"));
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if start.elapsed() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "{command:?} still running after {deadline:?}; stderr:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Headless Chromium, isolated (fresh profile, no background traffic, no proxy), loading only
-/// `url` on loopback. `mode` is `--dump-dom` or `--screenshot=FILE`.
-fn chromium(url: &str, mode: &str) -> Output {
-    let chromium = which("chromium").expect(
-        "chromium is not installed: run scripts/test.sh, which installs it (Debian package `chromium`)",
-    );
-    let profile = tempfile::tempdir().unwrap();
-    let out = run_bounded(
-        Command::new(chromium)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--no-default-browser-check",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-default-apps",
-                "--disable-extensions",
-                "--disable-breakpad",
-                "--no-proxy-server",
-                "--dns-prefetch-disable",
-                "--hide-scrollbars",
-                "--window-size=1280,1100",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg(mode)
-            .arg(url),
-        Duration::from_secs(60),
-    );
-    assert!(
-        out.status.success(),
-        "chromium {mode} {url} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|dir| Path::new(dir).join(program))
-        .find(|p| p.is_file())
-}
+/// The browser window the page is rendered in.
+const PAGE_SIZE: &str = "1280,1100";
 
 /// The DOM as Chromium rendered it.
 fn rendered_dom(dashboard: SocketAddr) -> String {
-    let out = chromium(&format!("http://{dashboard}/"), "--dump-dom");
+    let out = chromium(&format!("http://{dashboard}/"), PAGE_SIZE, "--dump-dom");
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
@@ -211,6 +142,7 @@ fn screenshot(dashboard: SocketAddr, name: &str) -> PathBuf {
     let _ = std::fs::remove_file(&path);
     chromium(
         &format!("http://{dashboard}/"),
+        PAGE_SIZE,
         &format!("--screenshot={}", path.display()),
     );
     let png = std::fs::read(&path).unwrap_or_else(|e| panic!("no screenshot at {path:?}: {e}"));

@@ -8,10 +8,11 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
+use common::browser::chromium;
 use common::{AgentProcess, Backend, binary, dns_addr, free_port, wait_until};
 use failoverd::dashboard::history::view::HistoryView;
 
@@ -251,78 +252,6 @@ fn a_flap_is_in_the_history_across_a_restart_and_in_status_history() {
 }
 
 // --- the browser ------------------------------------------------------------------------------
-
-fn run_bounded(command: &mut Command, deadline: Duration) -> Output {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {command:?}: {e}"));
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if start.elapsed() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "{command:?} still running after {deadline:?}; stderr:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|dir| Path::new(dir).join(program))
-        .find(|p| p.is_file())
-}
-
-/// Headless Chromium, isolated (fresh profile, no background traffic, no proxy), loading only
-/// `url` on loopback, with a window of `size` (`W,H`).
-fn chromium(url: &str, size: &str, mode: &str) -> Output {
-    let chromium = which("chromium").expect(
-        "chromium is not installed: run scripts/test.sh, which installs it (Debian package `chromium`)",
-    );
-    let profile = tempfile::tempdir().unwrap();
-    let out = run_bounded(
-        Command::new(chromium)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--no-default-browser-check",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-default-apps",
-                "--disable-extensions",
-                "--disable-breakpad",
-                "--no-proxy-server",
-                "--dns-prefetch-disable",
-                "--hide-scrollbars",
-            ])
-            .arg(format!("--window-size={size}"))
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg(mode)
-            .arg(url),
-        Duration::from_secs(60),
-    );
-    assert!(
-        out.status.success(),
-        "chromium {mode} {url} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 /// A screenshot of the history section into docs/ (committed, shown in the README).
 fn screenshot(dashboard: SocketAddr, size: &str, name: &str) {

@@ -222,6 +222,13 @@ fn parse(q: &[u8], name: &mut Vec<u8>) -> Option<Question> {
         if end + 11 + rdlen != q.len() {
             return None;
         }
+        // Each option is code, length and that many bytes, filling the rdata exactly; anything
+        // else is malformed and left to hickory's parser (found by fuzz/dns_query).
+        let mut options = &q[end + 11..];
+        while !options.is_empty() {
+            let len = usize::from(u16::from_be_bytes([*options.get(2)?, *options.get(3)?]));
+            options = options.get(4 + len..)?;
+        }
         Some((u16::from_be_bytes([opt[3], opt[4]]), opt[7] & 0x80 != 0))
     } else {
         if end != q.len() {

@@ -2,6 +2,8 @@
 //! binary, `dig` as the DNS client, and waiting for conditions with a deadline.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+/// Headless Chromium and commands with a deadline.
+pub mod browser;
 /// Several hosts on one machine: network namespaces, a bridge, one-way faults (needs root).
 pub mod netns;
 
