@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::browser::{chromium, run_bounded};
+use common::browser::{self, chromium, run_bounded};
 use common::{AgentProcess, Backend, binary, dig, dns_addr, free_port, soa_serial, wait_until};
 use failoverd::dashboard::view::StatusView;
 
@@ -139,20 +139,7 @@ fn screenshot(dashboard: SocketAddr, name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
-    let _ = std::fs::remove_file(&path);
-    chromium(
-        &format!("http://{dashboard}/"),
-        PAGE_SIZE,
-        &format!("--screenshot={}", path.display()),
-    );
-    let png = std::fs::read(&path).unwrap_or_else(|e| panic!("no screenshot at {path:?}: {e}"));
-    assert!(
-        png.starts_with(b"\x89PNG\r\n\x1a\n"),
-        "{path:?} is not a PNG"
-    );
-    // A blank page compresses to a few hundred bytes; tables and text take far more.
-    assert!(png.len() > 20_000, "{path:?} is only {} bytes", png.len());
-    eprintln!("screenshot: {}", path.display());
+    browser::screenshot(&format!("http://{dashboard}/"), PAGE_SIZE, &path, 20_000);
     path
 }
 

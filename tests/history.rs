@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::browser::chromium;
+use common::browser::{self, chromium};
 use common::{AgentProcess, Backend, binary, dns_addr, free_port, wait_until};
 use failoverd::dashboard::history::view::HistoryView;
 
@@ -258,20 +258,7 @@ fn screenshot(dashboard: SocketAddr, size: &str, name: &str) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("docs")
         .join(name);
-    let _ = std::fs::remove_file(&path);
-    chromium(
-        &format!("http://{dashboard}/history"),
-        size,
-        &format!("--screenshot={}", path.display()),
-    );
-    let png = std::fs::read(&path).unwrap_or_else(|e| panic!("no screenshot at {path:?}: {e}"));
-    assert!(
-        png.starts_with(b"\x89PNG\r\n\x1a\n"),
-        "{path:?} is not a PNG"
-    );
-    // A blank page compresses to a few hundred bytes; bars and text take far more.
-    assert!(png.len() > 15_000, "{path:?} is only {} bytes", png.len());
-    eprintln!("screenshot: {}", path.display());
+    browser::screenshot(&format!("http://{dashboard}/history"), size, &path, 15_000);
 }
 
 #[test]

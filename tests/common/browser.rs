@@ -77,3 +77,21 @@ pub fn chromium(url: &str, size: &str, mode: &str) -> Output {
     );
     out
 }
+
+/// Saves a screenshot of `url` at `path` and checks it is a real PNG of at least `min_bytes`
+/// (a blank page compresses to a few hundred bytes; text and tables take far more).
+pub fn screenshot(url: &str, size: &str, path: &Path, min_bytes: usize) {
+    let _ = std::fs::remove_file(path);
+    chromium(url, size, &format!("--screenshot={}", path.display()));
+    let png = std::fs::read(path).unwrap_or_else(|e| panic!("no screenshot at {path:?}: {e}"));
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "{path:?} is not a PNG"
+    );
+    assert!(
+        png.len() > min_bytes,
+        "{path:?} is only {} bytes",
+        png.len()
+    );
+    eprintln!("screenshot: {}", path.display());
+}
