@@ -409,6 +409,8 @@ impl Agent {
         };
         let outcome = loop {
             tokio::select! {
+                // Shutdown first: a task that ends because of it must not read as a failure.
+                biased;
                 () = shutdown.cancelled() => break Ok(()),
                 result = &mut health_task => {
                     health_done = true;
@@ -427,6 +429,8 @@ impl Agent {
                 result = async { notify_task.as_mut().expect("checked").await }, if notify_task.is_some() && !notify_done => {
                     notify_done = true;
                     let why = match result {
+                        // The notifier also ends on the shutdown token; that is no failure.
+                        Ok(()) if shutdown.is_cancelled() => break Ok(()),
                         Ok(()) => "stopped before shutdown".to_string(),
                         Err(e) => tasks::describe(e),
                     };
