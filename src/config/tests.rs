@@ -1,7 +1,9 @@
 //! Every file in tests/configs/valid parses, every file in tests/configs/invalid fails with the
 //! message its first line announces (`# error: …`), and the example config parses.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::*;
 
