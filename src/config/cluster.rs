@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::file::ClusterSection;
 use super::nodes::Node;
 use super::validate::Validator;
-use super::{ConfigError, SelfSource, format_duration};
+use super::{ConfigError, format_duration};
 
 /// Default address of the peer API.
 pub const DEFAULT_CLUSTER_LISTEN: &str = "0.0.0.0:8053";
@@ -44,12 +44,7 @@ pub enum Quorum {
 }
 
 impl Validator<'_> {
-    pub(super) fn cluster(
-        &self,
-        section: ClusterSection,
-        self_node: Option<usize>,
-        self_source: &SelfSource,
-    ) -> Result<ClusterConfig, ConfigError> {
+    pub(super) fn cluster(&self, section: ClusterSection) -> Result<ClusterConfig, ConfigError> {
         let ClusterSection {
             listen,
             secret_env,
@@ -102,19 +97,6 @@ impl Validator<'_> {
             return Err(self.error(span, "cluster.period", message));
         }
         let period = period_value;
-        if self_node.is_none() {
-            let why = match self_source {
-                SelfSource::Ambiguous(ids) => format!(
-                    "several nodes' addresses are on this machine ({})",
-                    ids.join(", ")
-                ),
-                _ => "no node's address is on this machine".to_string(),
-            };
-            return Err(self.plain_error(
-                "self",
-                format!("agents of a cluster must know which node they are, and {why}: set `self: <node id>`"),
-            ));
-        }
         Ok(ClusterConfig {
             listen,
             secret_env,

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use hickory_proto::rr::Name;
 
-use super::{Check, ClusterConfig, DashboardConfig, DnsConfig, Hostname, Node, NotifyConfig};
+use super::{
+    Check, ClusterConfig, DashboardConfig, DnsConfig, Hostname, Node, NotifyConfig, SelfSource,
+};
 
 /// A fully validated configuration. Built once by [`load`]; never changed afterwards.
 #[derive(Debug, Clone)]
@@ -17,7 +19,8 @@ pub struct Config {
     pub path: PathBuf,
     /// The delegated zone, lower case, fully qualified.
     pub zone: Name,
-    /// This node, when configured or found among the machine's own addresses.
+    /// This node, when configured or found among the machine's own addresses (by
+    /// [`find_self`](super::find_self), which [`load`](super::load) calls).
     pub self_node: Option<usize>,
     /// How `self_node` was found, for `check-config`.
     pub self_source: SelfSource,
@@ -30,16 +33,6 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// Agreement with the other agents; `None`: this agent decides alone.
     pub cluster: Option<ClusterConfig>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SelfSource {
-    Configured,
-    /// Exactly one node's address is assigned to this machine.
-    LocalAddress,
-    /// Several nodes' addresses are local (typical on a single test host using 127.0.0.x).
-    Ambiguous(Vec<String>),
-    NotFound,
 }
 
 impl Config {

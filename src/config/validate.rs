@@ -16,7 +16,7 @@ use super::dashboard::REFRESH_RANGE;
 use super::dns::{MAX_TTL, ttl_text};
 use super::error::snippet;
 use super::file::ConfigFile;
-use super::{Config, ConfigError, HumanDuration, Node, SelfSource, format_duration};
+use super::{Config, ConfigError, HumanDuration, SelfSource, format_duration};
 
 /// Cross-checks the parsed file and builds the `Config`.
 pub(super) struct Validator<'a> {
@@ -102,14 +102,16 @@ impl Validator<'_> {
                     ));
                 }
             },
-            None => detect_self(&nodes),
+            // Which of the nodes this machine is, when the file does not say, is found by
+            // `config::find_self` (it binds sockets): parsing reads nothing but the text.
+            None => (None, SelfSource::NotLooked),
         };
 
         let config_dir = path.parent().unwrap_or(Path::new("."));
         let notify = self.notify(notify, config_dir)?;
         let cluster = match cluster {
             None => None,
-            Some(section) => Some(self.cluster(section, self_node, &self_source)?),
+            Some(section) => Some(self.cluster(section)?),
         };
 
         Ok(Config {
@@ -201,26 +203,4 @@ pub(super) fn is_label(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         && !s.starts_with('-')
         && !s.ends_with('-')
-}
-
-/// Finds which node this machine is by trying to bind each node's addresses locally.
-fn detect_self(nodes: &[Node]) -> (Option<usize>, SelfSource) {
-    let local: Vec<usize> = nodes
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| {
-            n.addresses
-                .iter()
-                .any(|ip| std::net::UdpSocket::bind((*ip, 0)).is_ok())
-        })
-        .map(|(i, _)| i)
-        .collect();
-    match local.as_slice() {
-        [] => (None, SelfSource::NotFound),
-        [one] => (Some(*one), SelfSource::LocalAddress),
-        many => (
-            None,
-            SelfSource::Ambiguous(many.iter().map(|&i| nodes[i].id.clone()).collect()),
-        ),
-    }
 }
