@@ -98,12 +98,7 @@ pub fn decide(
                     reason: Reason::AllInMaintenance,
                 };
             }
-            ranked.sort_by(|&a, &b| {
-                let (na, nb) = (&config.nodes[a], &config.nodes[b]);
-                nb.priority
-                    .cmp(&na.priority)
-                    .then_with(|| na.id.cmp(&nb.id))
-            });
+            config.rank(&mut ranked);
             let eligible: Vec<usize> = ranked
                 .iter()
                 .copied()

@@ -115,28 +115,26 @@ impl Event {
 
 /// The name of an event kind: the webhook `kind`, the word `notify.*.events` uses.
 pub fn kind_name(kind: &EventKind) -> &'static str {
+    notifiable(kind).map_or("notification_failed", crate::config::EventName::as_str)
+}
+
+/// The `events:` word of a kind; none for a failed notification, which no channel selects:
+/// mailing that a mail failed could loop; it is shown on the dashboard instead.
+fn notifiable(kind: &EventKind) -> Option<crate::config::EventName> {
+    use crate::config::EventName as Name;
     match kind {
-        EventKind::CheckDown { .. } => "check_down",
-        EventKind::CheckUp { .. } => "check_up",
-        EventKind::AnswerChanged { .. } => "answer_changed",
-        EventKind::PublishFailed { .. } => "publish_failed",
-        EventKind::OverrideChanged { .. } => "override_changed",
-        EventKind::NotificationFailed { .. } => "notification_failed",
+        EventKind::CheckDown { .. } => Some(Name::CheckDown),
+        EventKind::CheckUp { .. } => Some(Name::CheckUp),
+        EventKind::AnswerChanged { .. } => Some(Name::AnswerChanged),
+        EventKind::PublishFailed { .. } => Some(Name::PublishFailed),
+        EventKind::OverrideChanged { .. } => Some(Name::OverrideChanged),
+        EventKind::NotificationFailed { .. } => None,
     }
 }
 
 impl EventFilter {
     /// Whether `notify.*.events` selects events of this kind.
     pub fn allows(&self, kind: &EventKind) -> bool {
-        use EventKind::*;
-        match kind {
-            CheckDown { .. } => self.check_down,
-            CheckUp { .. } => self.check_up,
-            AnswerChanged { .. } => self.answer_changed,
-            PublishFailed { .. } => self.publish_failed,
-            OverrideChanged { .. } => self.override_changed,
-            // Mailing that a mail failed could loop; it is shown on the dashboard instead.
-            NotificationFailed { .. } => false,
-        }
+        notifiable(kind).is_some_and(|name| self.selects(name))
     }
 }

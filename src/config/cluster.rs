@@ -43,6 +43,12 @@ pub enum Quorum {
     All,
 }
 
+named!(Quorum {
+    Majority => "majority",
+    Any => "any",
+    All => "all",
+});
+
 impl Validator<'_> {
     pub(super) fn cluster(&self, section: ClusterSection) -> Result<ClusterConfig, ConfigError> {
         let ClusterSection {
@@ -55,18 +61,7 @@ impl Validator<'_> {
             Some(l) => self.socket_addr(l, "cluster.listen")?,
             None => DEFAULT_CLUSTER_LISTEN.parse().expect("valid default"),
         };
-        let quorum = match quorum.as_ref().map(|q| q.value.as_str()) {
-            None | Some("majority") => Quorum::Majority,
-            Some("any") => Quorum::Any,
-            Some("all") => Quorum::All,
-            Some(other) => {
-                return Err(self.error(
-                    quorum.as_ref().expect("present"),
-                    "cluster.quorum",
-                    format!("`{other}` is not one of majority, any, all"),
-                ));
-            }
-        };
+        let quorum = self.word(quorum.as_ref(), "cluster.quorum", Quorum::Majority)?;
         let secret_env = match secret_env {
             None => DEFAULT_CLUSTER_SECRET_ENV.to_string(),
             Some(name) => {

@@ -49,6 +49,23 @@ pub enum Family {
     Ipv6,
 }
 
+named!(Mode {
+    Failover => "failover",
+    All => "all",
+});
+
+named!(WhenAllDown {
+    All => "all",
+    None => "none",
+    Last => "last",
+});
+
+named!(Family {
+    Any => "any",
+    Ipv4 => "ipv4",
+    Ipv6 => "ipv6",
+});
+
 impl Family {
     pub fn allows(self, ip: &IpAddr) -> bool {
         match self {
@@ -200,41 +217,15 @@ impl Validator<'_> {
             }
         };
 
-        let mode = match mode.as_ref().map(|m| m.value.as_str()) {
-            None | Some("failover") => Mode::Failover,
-            Some("all") => Mode::All,
-            Some(other) => {
-                return Err(self.error(
-                    mode.as_ref().expect("present"),
-                    format!("{key}.mode"),
-                    format!("`{other}` is not a mode; use failover or all"),
-                ));
-            }
-        };
-        let when_all_down = match when_all_down.as_ref().map(|m| m.value.as_str()) {
-            None | Some("all") => WhenAllDown::All,
-            Some("none") => WhenAllDown::None,
-            Some("last") => WhenAllDown::Last,
-            Some(other) => {
-                return Err(self.error(
-                    when_all_down.as_ref().expect("present"),
-                    format!("{key}.when_all_down"),
-                    format!("`{other}` is not one of all, none, last"),
-                ));
-            }
-        };
-        let family_value = match family.as_ref().map(|m| m.value.as_str()) {
-            None | Some("any") => Family::Any,
-            Some("ipv4") => Family::Ipv4,
-            Some("ipv6") => Family::Ipv6,
-            Some(other) => {
-                return Err(self.error(
-                    family.as_ref().expect("present"),
-                    format!("{key}.family"),
-                    format!("`{other}` is not one of any, ipv4, ipv6"),
-                ));
-            }
-        };
+        let mode = self.word_or(mode.as_ref(), &format!("{key}.mode"), Mode::Failover, |w| {
+            format!("`{w}` is not a mode; use {}", Mode::NAMES.join(" or "))
+        })?;
+        let when_all_down = self.word(
+            when_all_down.as_ref(),
+            &format!("{key}.when_all_down"),
+            WhenAllDown::All,
+        )?;
+        let family_value = self.word(family.as_ref(), &format!("{key}.family"), Family::Any)?;
         let without: Vec<&str> = node_idx
             .iter()
             .map(|&n| &nodes[n])

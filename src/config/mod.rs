@@ -11,6 +11,9 @@
 //! `summary.rs` what `check-config` prints. A new section is a new file of that shape, its raw
 //! form in `file.rs`, one line in `Validator::validate` and one field in `Config`.
 
+#[macro_use]
+mod names;
+
 mod checks;
 mod cluster;
 mod dashboard;
@@ -39,8 +42,8 @@ pub use load::{DEFAULT_CONFIG_PATH, load, parse};
 pub use model::Config;
 pub use nodes::Node;
 pub use notify::{
-    CaFile, EmailConfig, EventFilter, NotifyConfig, Secret, SecretKind, SecretSource, SmtpConfig,
-    SmtpTls, WebhookConfig, redacted_url,
+    CaFile, EmailConfig, EventFilter, EventName, NotifyConfig, Password, SecretKind, SecretSource,
+    SmtpConfig, SmtpTls, WebhookConfig, redacted_url,
 };
 pub use this_node::{SelfSource, find_self};
 pub use timing::{MAX_INTERVAL, MAX_TIMEOUT, MIN_TIMING, Timing};

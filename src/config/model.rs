@@ -50,6 +50,22 @@ impl Config {
         (index / self.checks.len(), index % self.checks.len())
     }
 
+    /// Sorts node indexes best first: higher `priority` first, equal priorities by node id.
+    /// The one ranking every answer, page and summary uses.
+    pub fn rank(&self, nodes: &mut [usize]) {
+        nodes.sort_by(|&a, &b| {
+            let (a, b) = (&self.nodes[a], &self.nodes[b]);
+            b.priority.cmp(&a.priority).then_with(|| a.id.cmp(&b.id))
+        });
+    }
+
+    /// Every node's index, best first (see [`rank`](Self::rank)).
+    pub fn ranked_nodes(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.nodes.len()).collect();
+        self.rank(&mut order);
+        order
+    }
+
     /// The longest check timeout: the first full round cannot take longer.
     pub fn longest_timeout(&self) -> Duration {
         self.checks

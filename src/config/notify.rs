@@ -2,7 +2,8 @@
 //!
 //! Passwords are never part of the file: `password_env` / `password_file` name where the secret
 //! lives, and [`SecretSource::resolve`] reads it when the agent starts, so `check-config` can run
-//! where the secret is not available. A [`Secret`] never prints its value.
+//! where the secret is not available. A [`Password`] never prints its value
+//! (the cluster's HMAC key is another type, `cluster::auth::Secret`).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -83,15 +84,13 @@ pub enum SmtpTls {
     Tls,
 }
 
-impl SmtpTls {
-    pub fn name(self) -> &'static str {
-        match self {
-            SmtpTls::None => "none",
-            SmtpTls::Starttls => "starttls",
-            SmtpTls::Tls => "tls",
-        }
-    }
+named!(SmtpTls {
+    None => "none",
+    Starttls => "starttls",
+    Tls => "tls",
+});
 
+impl SmtpTls {
     fn default_port(self) -> u16 {
         match self {
             SmtpTls::None => 25,
@@ -125,48 +124,52 @@ impl fmt::Debug for WebhookConfig {
     }
 }
 
+/// The kinds of event a channel can select in `events:`; each word is also the webhook's `kind`
+/// and the dashboard's. (`events::kind_name` says which event is which.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventName {
+    CheckDown,
+    CheckUp,
+    AnswerChanged,
+    PublishFailed,
+    OverrideChanged,
+}
+
+named!(EventName {
+    CheckDown => "check_down",
+    CheckUp => "check_up",
+    AnswerChanged => "answer_changed",
+    PublishFailed => "publish_failed",
+    OverrideChanged => "override_changed",
+});
+
 /// Which kinds of event a channel receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventFilter {
-    pub check_down: bool,
-    pub check_up: bool,
-    pub answer_changed: bool,
-    pub publish_failed: bool,
-    pub override_changed: bool,
+    /// By `EventName as usize`.
+    selected: [bool; EventName::VALUES.len()],
 }
 
 impl EventFilter {
-    /// The names used in `events:`, which are also the webhook's `kind` values.
-    pub const NAMES: [&'static str; 5] = [
-        "check_down",
-        "check_up",
-        "answer_changed",
-        "publish_failed",
-        "override_changed",
-    ];
-
     pub const ALL: EventFilter = EventFilter {
-        check_down: true,
-        check_up: true,
-        answer_changed: true,
-        publish_failed: true,
-        override_changed: true,
+        selected: [true; EventName::VALUES.len()],
     };
+
+    const NONE: EventFilter = EventFilter {
+        selected: [false; EventName::VALUES.len()],
+    };
+
+    /// Whether the channel receives events of this kind.
+    pub fn selects(&self, name: EventName) -> bool {
+        self.selected[name as usize]
+    }
 
     /// The selected names, for the summary.
     pub fn names(&self) -> Vec<&'static str> {
-        let on = [
-            self.check_down,
-            self.check_up,
-            self.answer_changed,
-            self.publish_failed,
-            self.override_changed,
-        ];
-        Self::NAMES
+        EventName::VALUES
             .iter()
-            .zip(on)
-            .filter(|(_, on)| *on)
-            .map(|(n, _)| *n)
+            .filter(|n| self.selects(**n))
+            .map(|n| n.as_str())
             .collect()
     }
 }
@@ -193,7 +196,7 @@ pub enum SecretKind {
 
 impl SecretSource {
     /// Reads the secret now. The error names the variable or file, never a value.
-    pub fn resolve(&self) -> Result<Secret, ConfigError> {
+    pub fn resolve(&self) -> Result<Password, ConfigError> {
         let error = |message: String| ConfigError {
             file: self.file.clone(),
             location: self.location,
@@ -232,7 +235,7 @@ impl SecretSource {
             };
             return Err(error(format!("{what} is empty")));
         }
-        Ok(Secret(value))
+        Ok(Password(value))
     }
 
     /// Where the secret comes from, in words (for the summary).
@@ -244,20 +247,20 @@ impl SecretSource {
     }
 }
 
-/// A secret value that never shows itself in logs, Debug output or errors.
+/// The SMTP password: never shows itself in logs, Debug output or errors.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Password(String);
 
-impl Secret {
+impl Password {
     /// The value, for the one place that hands it to the SMTP client.
     pub fn expose(&self) -> &str {
         &self.0
     }
 }
 
-impl fmt::Debug for Secret {
+impl fmt::Debug for Password {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
+        f.write_str("Password(***)")
     }
 }
 
@@ -363,18 +366,7 @@ impl Validator<'_> {
                 ),
             ));
         }
-        let tls_value = match tls.as_ref().map(|t| t.value.as_str()) {
-            None | Some("starttls") => SmtpTls::Starttls,
-            Some("none") => SmtpTls::None,
-            Some("tls") => SmtpTls::Tls,
-            Some(other) => {
-                return Err(self.error(
-                    tls.as_ref().expect("present"),
-                    format!("{KEY}.tls"),
-                    format!("`{other}` is not one of none, starttls, tls"),
-                ));
-            }
-        };
+        let tls_value = self.word(tls.as_ref(), &format!("{KEY}.tls"), SmtpTls::Starttls)?;
         let port_value = match &port {
             Some(p) if p.value == 0 => {
                 return Err(self.error(p, format!("{KEY}.port"), "0 is not a port"));
@@ -609,36 +601,24 @@ impl Validator<'_> {
                 key,
                 format!(
                     "is empty; list some of {} or remove `events` to receive them all",
-                    EventFilter::NAMES.join(", ")
+                    EventName::NAMES.join(", ")
                 ),
             ));
         }
-        let mut filter = EventFilter {
-            check_down: false,
-            check_up: false,
-            answer_changed: false,
-            publish_failed: false,
-            override_changed: false,
-        };
+        let mut filter = EventFilter::NONE;
         for (i, name) in list.value.iter().enumerate() {
-            let flag = match name.value.trim() {
-                "check_down" => &mut filter.check_down,
-                "check_up" => &mut filter.check_up,
-                "answer_changed" => &mut filter.answer_changed,
-                "publish_failed" => &mut filter.publish_failed,
-                "override_changed" => &mut filter.override_changed,
-                other => {
-                    return Err(self.error(
-                        name,
-                        format!("{key}[{i}]"),
-                        format!(
-                            "`{other}` is not an event; use {}",
-                            EventFilter::NAMES.join(", ")
-                        ),
-                    ));
-                }
+            let Some(selected) = EventName::from_name(name.value.trim()) else {
+                return Err(self.error(
+                    name,
+                    format!("{key}[{i}]"),
+                    format!(
+                        "`{}` is not an event; use {}",
+                        name.value.trim(),
+                        EventName::NAMES.join(", ")
+                    ),
+                ));
             };
-            *flag = true;
+            filter.selected[selected as usize] = true;
         }
         Ok(filter)
     }
@@ -796,7 +776,7 @@ mod tests {
         };
         let secret = source.resolve().unwrap();
         assert_eq!(secret.expose(), "s3cret", "trailing newline removed");
-        assert_eq!(format!("{secret:?}"), "Secret(***)");
+        assert_eq!(format!("{secret:?}"), "Password(***)");
         let missing = SecretSource {
             kind: SecretKind::File(dir.path().join("nope")),
             ..source

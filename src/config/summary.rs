@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{CheckKind, Config, Mode, NotifyConfig, SelfSource, WhenAllDown, format_duration};
+use super::{CheckKind, Config, NotifyConfig, SelfSource, format_duration};
 
 impl Config {
     /// What the agent will do with this file: nodes, checks, hostnames and which node this is.
@@ -41,12 +41,7 @@ impl Config {
         let _ = writeln!(out, "dashboard {}", self.dashboard.listen);
 
         let _ = writeln!(out, "\nnodes ({}), best first:", self.nodes.len());
-        let mut order: Vec<usize> = (0..self.nodes.len()).collect();
-        order.sort_by(|&a, &b| {
-            let (a, b) = (&self.nodes[a], &self.nodes[b]);
-            b.priority.cmp(&a.priority).then_with(|| a.id.cmp(&b.id))
-        });
-        for i in order {
+        for i in self.ranked_nodes() {
             let n = &self.nodes[i];
             let addrs: Vec<String> = n.addresses.iter().map(|a| a.to_string()).collect();
             let probe = if n.addresses.first() != Some(&n.probe_address) {
@@ -108,15 +103,7 @@ impl Config {
                 .map(|&c| self.checks[c].id.as_str())
                 .collect();
             let nodes: Vec<&str> = h.nodes.iter().map(|&n| self.nodes[n].id.as_str()).collect();
-            let mode = match h.mode {
-                Mode::Failover => "failover",
-                Mode::All => "all",
-            };
-            let down = match h.when_all_down {
-                WhenAllDown::All => "all",
-                WhenAllDown::None => "none",
-                WhenAllDown::Last => "last",
-            };
+            let (mode, down) = (h.mode, h.when_all_down);
             let fqdn = h.fqdn.to_ascii();
             let _ = writeln!(
                 out,
@@ -140,11 +127,7 @@ impl Config {
                 let _ = writeln!(out, "cluster: none (this agent decides alone)");
             }
             Some(c) => {
-                let quorum = match c.quorum {
-                    crate::config::Quorum::Majority => "majority",
-                    crate::config::Quorum::Any => "any",
-                    crate::config::Quorum::All => "all",
-                };
+                let quorum = c.quorum;
                 let peers: Vec<String> = self
                     .nodes
                     .iter()
@@ -192,7 +175,7 @@ fn notify_summary(notify: &NotifyConfig) -> String {
             to.join(", "),
             s.host,
             s.port,
-            s.tls.name(),
+            s.tls,
             e.events.names().join(", "),
             format_duration(e.digest_window),
             format_duration(e.retry_for)

@@ -240,3 +240,61 @@ fn an_unset_timeout_follows_the_interval_and_a_retry_may_be_shorter_than_the_tim
         "{e}"
     );
 }
+
+#[test]
+fn every_named_value_reads_back_from_its_word() {
+    fn round_trip<T: Copy + PartialEq + std::fmt::Debug>(
+        values: &[T],
+        names: &[&str],
+        as_str: fn(T) -> &'static str,
+        from_name: fn(&str) -> Option<T>,
+    ) {
+        assert_eq!(values.len(), names.len());
+        for (&v, &name) in values.iter().zip(names) {
+            assert_eq!((as_str(v), from_name(name)), (name, Some(v)));
+        }
+    }
+    round_trip(Mode::VALUES, Mode::NAMES, Mode::as_str, Mode::from_name);
+    round_trip(
+        WhenAllDown::VALUES,
+        WhenAllDown::NAMES,
+        WhenAllDown::as_str,
+        WhenAllDown::from_name,
+    );
+    round_trip(
+        Family::VALUES,
+        Family::NAMES,
+        Family::as_str,
+        Family::from_name,
+    );
+    round_trip(
+        Quorum::VALUES,
+        Quorum::NAMES,
+        Quorum::as_str,
+        Quorum::from_name,
+    );
+    round_trip(
+        SmtpTls::VALUES,
+        SmtpTls::NAMES,
+        SmtpTls::as_str,
+        SmtpTls::from_name,
+    );
+    round_trip(
+        EventName::VALUES,
+        EventName::NAMES,
+        EventName::as_str,
+        EventName::from_name,
+    );
+    assert_eq!(Mode::from_name("Failover"), None, "words are lower case");
+}
+
+#[test]
+fn nodes_rank_by_priority_then_id() {
+    let text = "zone: ha.example.com\nnodes:\n  - { id: c, address: 192.0.2.3, priority: 5 }\n  - { id: a, address: 192.0.2.1, priority: 10 }\n  - { id: b, address: 192.0.2.2, priority: 5 }\nchecks: [{ id: web, type: tcp, port: 80 }]\nhostnames: [{ name: app, checks: [web] }]\n";
+    let config = parse(Path::new("t.yaml"), text).unwrap();
+    assert_eq!(
+        config.ranked_nodes(),
+        [1, 2, 0],
+        "a (10), then b and c (5) by id"
+    );
+}

@@ -16,6 +16,7 @@ use super::dashboard::REFRESH_RANGE;
 use super::dns::{MAX_TTL, ttl_text};
 use super::error::snippet;
 use super::file::ConfigFile;
+use super::names::Named;
 use super::{Config, ConfigError, HumanDuration, SelfSource, format_duration};
 
 /// Cross-checks the parsed file and builds the `Config`.
@@ -144,6 +145,32 @@ impl Validator<'_> {
                 ),
             )
         })
+    }
+
+    /// The value a one-word key names (`quorum: all`), `default` when the key is absent.
+    pub(super) fn word<T: Named>(
+        &self,
+        written: Option<&Spanned<String>>,
+        key: &str,
+        default: T,
+    ) -> Result<T, ConfigError> {
+        self.word_or(written, key, default, |w| {
+            format!("`{w}` is not one of {}", T::NAMES.join(", "))
+        })
+    }
+
+    /// [`word`](Self::word), with the message for a word that names no value.
+    pub(super) fn word_or<T: Named>(
+        &self,
+        written: Option<&Spanned<String>>,
+        key: &str,
+        default: T,
+        refused: impl FnOnce(&str) -> String,
+    ) -> Result<T, ConfigError> {
+        let Some(span) = written else {
+            return Ok(default);
+        };
+        T::from_name(&span.value).ok_or_else(|| self.error(span, key, refused(&span.value)))
     }
 
     /// Refuses a written duration outside `min..=max`, naming the key to change.

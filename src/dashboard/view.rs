@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use hickory_proto::rr::LowerName;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, Mode, WhenAllDown};
+use crate::config::{Config, Mode};
 use crate::decide::{Decision, Reason};
 use crate::events::Event;
 use crate::health::{PairHealth, State};
@@ -206,17 +206,8 @@ impl StatusView {
                 };
                 HostnameView {
                     name: without_dot(&hostname.fqdn.to_ascii()),
-                    mode: match hostname.mode {
-                        Mode::Failover => "failover",
-                        Mode::All => "all",
-                    }
-                    .to_string(),
-                    when_all_down: match hostname.when_all_down {
-                        WhenAllDown::All => "all",
-                        WhenAllDown::None => "none",
-                        WhenAllDown::Last => "last",
-                    }
-                    .to_string(),
+                    mode: hostname.mode.to_string(),
+                    when_all_down: hostname.when_all_down.to_string(),
                     checks: hostname
                         .checks
                         .iter()
@@ -241,11 +232,7 @@ impl StatusView {
             })
             .collect();
 
-        let mut order: Vec<usize> = (0..config.nodes.len()).collect();
-        order.sort_by(|&a, &b| {
-            let (a, b) = (&config.nodes[a], &config.nodes[b]);
-            b.priority.cmp(&a.priority).then_with(|| a.id.cmp(&b.id))
-        });
+        let order = config.ranked_nodes();
         let mut checks = Vec::with_capacity(config.pair_count());
         for &n in &order {
             for c in 0..config.checks.len() {
@@ -346,12 +333,7 @@ impl StatusView {
                 list
             },
             cluster: config.cluster.as_ref().map(|c| ClusterView {
-                quorum: match c.quorum {
-                    crate::config::Quorum::Majority => "majority",
-                    crate::config::Quorum::Any => "any",
-                    crate::config::Quorum::All => "all",
-                }
-                .to_string(),
+                quorum: c.quorum.to_string(),
                 alone: status.alone,
                 notifying: status.notifying,
                 peers: status
@@ -387,12 +369,7 @@ fn reason_code(reason: Reason) -> &'static str {
 fn explain(config: &Config, status: &Status, h: usize, decision: &Decision) -> Vec<String> {
     let hostname = &config.hostnames[h];
     let mut ranked = hostname.nodes.clone();
-    ranked.sort_by(|&a, &b| {
-        let (na, nb) = (&config.nodes[a], &config.nodes[b]);
-        nb.priority
-            .cmp(&na.priority)
-            .then_with(|| na.id.cmp(&nb.id))
-    });
+    config.rank(&mut ranked);
     let mut why = Vec::new();
     for &n in &ranked {
         let failing: Vec<usize> = hostname
