@@ -15,7 +15,7 @@ use serde_saphyr::Spanned;
 
 use super::file::{EmailSection, NotifySection, SmtpSection, WebhookSection};
 use super::validate::Validator;
-use super::{ConfigError, HumanDuration, format_duration};
+use super::ConfigError;
 
 /// Default time window that groups a burst of events into one digest message.
 pub const DEFAULT_DIGEST_WINDOW: Duration = Duration::from_secs(10);
@@ -621,32 +621,6 @@ impl Validator<'_> {
             filter.selected[selected as usize] = true;
         }
         Ok(filter)
-    }
-
-    fn bounded_duration(
-        &self,
-        value: Option<&Spanned<HumanDuration>>,
-        key: &str,
-        default: Duration,
-        min: Duration,
-        max: Duration,
-    ) -> Result<Duration, ConfigError> {
-        let Some(v) = value else {
-            return Ok(default);
-        };
-        if v.value.0 < min || v.value.0 > max {
-            return Err(self.error(
-                v,
-                key,
-                format!(
-                    "{} is out of range; use {} to {}",
-                    format_duration(v.value.0),
-                    format_duration(min),
-                    format_duration(max)
-                ),
-            ));
-        }
-        Ok(v.value.0)
     }
 }
 

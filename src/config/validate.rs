@@ -194,6 +194,33 @@ impl Validator<'_> {
         Ok(())
     }
 
+    /// A written duration within `min..=max`, or `default` when not written.
+    pub(super) fn bounded_duration(
+        &self,
+        value: Option<&Spanned<HumanDuration>>,
+        key: &str,
+        default: Duration,
+        min: Duration,
+        max: Duration,
+    ) -> Result<Duration, ConfigError> {
+        let Some(v) = value else {
+            return Ok(default);
+        };
+        if v.value.0 < min || v.value.0 > max {
+            return Err(self.error(
+                v,
+                key,
+                format!(
+                    "{} is out of range; use {} to {}",
+                    format_duration(v.value.0),
+                    format_duration(min),
+                    format_duration(max)
+                ),
+            ));
+        }
+        Ok(v.value.0)
+    }
+
     /// Refuses an id that differs from an earlier one only in letter case: ids become DNS names
     /// (`ns-<node id>`), labels and metric values, where `n1` and `N1` read as one. An exact
     /// repeat is left to the caller's own "used twice" message.
