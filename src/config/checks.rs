@@ -70,32 +70,21 @@ impl Validator<'_> {
         checks: Vec<CheckEntry>,
         defaults: &Timing,
     ) -> Result<(Vec<Check>, HashMap<String, usize>), ConfigError> {
-        if checks.is_empty() {
-            return Err(self.plain_error("checks", "at least one check is needed"));
-        }
-        let mut check_ids: HashMap<String, usize> = HashMap::new();
-        let mut folded_check_ids = HashMap::new();
-        let mut built_checks = Vec::new();
-        for (i, entry) in checks.into_iter().enumerate() {
-            self.unique_ignoring_case(
-                &entry.id,
-                &format!("checks[{i}].id"),
-                "check",
-                &mut folded_check_ids,
-            )?;
-            let check = self.check(i, entry, defaults, &mut check_ids)?;
-            built_checks.push(check);
-        }
-        Ok((built_checks, check_ids))
+        let usable = |id: &str| {
+            (id.trim().is_empty() || id.contains(char::is_whitespace))
+                .then(|| format!("`{id}` is not a usable check id (no spaces)"))
+        };
+        self.id_list(
+            checks,
+            "checks",
+            "check",
+            |e| &e.id,
+            usable,
+            |i, e| self.check(i, e, defaults),
+        )
     }
 
-    fn check(
-        &self,
-        i: usize,
-        entry: CheckEntry,
-        defaults: &Timing,
-        ids: &mut HashMap<String, usize>,
-    ) -> Result<Check, ConfigError> {
+    fn check(&self, i: usize, entry: CheckEntry, defaults: &Timing) -> Result<Check, ConfigError> {
         let CheckEntry {
             id,
             kind,
@@ -116,23 +105,6 @@ impl Validator<'_> {
             rise,
         } = entry;
         let key = format!("checks[{i}]");
-        if id.value.trim().is_empty() || id.value.contains(char::is_whitespace) {
-            return Err(self.error(
-                &id,
-                format!("{key}.id"),
-                format!("`{}` is not a usable check id (no spaces)", id.value),
-            ));
-        }
-        if ids.insert(id.value.clone(), i).is_some() {
-            return Err(self.error(
-                &id,
-                format!("{key}.id"),
-                format!(
-                    "check id `{}` is used twice; check ids must be unique",
-                    id.value
-                ),
-            ));
-        }
         let timing_section = TimingSection {
             interval,
             retry_interval,

@@ -26,31 +26,20 @@ impl Validator<'_> {
         &self,
         nodes: Vec<NodeEntry>,
     ) -> Result<(Vec<Node>, HashMap<String, usize>), ConfigError> {
-        if nodes.is_empty() {
-            return Err(self.plain_error("nodes", "at least one node is needed"));
-        }
-        let mut node_ids: HashMap<String, usize> = HashMap::new();
-        let mut folded_node_ids = HashMap::new();
-        let mut built_nodes = Vec::new();
-        for (i, entry) in nodes.into_iter().enumerate() {
-            self.unique_ignoring_case(
-                &entry.id,
-                &format!("nodes[{i}].id"),
-                "node",
-                &mut folded_node_ids,
-            )?;
-            let node = self.node(i, entry, &mut node_ids)?;
-            built_nodes.push(node);
-        }
-        Ok((built_nodes, node_ids))
+        let usable = |id: &str| {
+            (!is_label(id)).then(|| format!("`{id}` is not usable as a node id: use letters, digits and '-' (it becomes ns-<id>.<zone>)"))
+        };
+        self.id_list(
+            nodes,
+            "nodes",
+            "node",
+            |e| &e.id,
+            usable,
+            |i, e| self.node(i, e),
+        )
     }
 
-    fn node(
-        &self,
-        i: usize,
-        entry: NodeEntry,
-        ids: &mut HashMap<String, usize>,
-    ) -> Result<Node, ConfigError> {
+    fn node(&self, i: usize, entry: NodeEntry) -> Result<Node, ConfigError> {
         let NodeEntry {
             id,
             address,
@@ -59,23 +48,6 @@ impl Validator<'_> {
             priority,
         } = entry;
         let key = format!("nodes[{i}]");
-        if !is_label(&id.value) {
-            return Err(self.error(
-                &id,
-                format!("{key}.id"),
-                format!("`{}` is not usable as a node id: use letters, digits and '-' (it becomes ns-<id>.<zone>)", id.value),
-            ));
-        }
-        if ids.insert(id.value.clone(), i).is_some() {
-            return Err(self.error(
-                &id,
-                format!("{key}.id"),
-                format!(
-                    "node id `{}` is used twice; node ids must be unique",
-                    id.value
-                ),
-            ));
-        }
         let mut published = Vec::new();
         match (address, addresses) {
             (Some(_), Some(_)) => {

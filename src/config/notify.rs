@@ -13,9 +13,9 @@ use std::time::Duration;
 use lettre::message::Mailbox;
 use serde_saphyr::Spanned;
 
+use super::ConfigError;
 use super::file::{EmailSection, NotifySection, SmtpSection, WebhookSection};
 use super::validate::Validator;
-use super::ConfigError;
 
 /// Default time window that groups a burst of events into one digest message.
 pub const DEFAULT_DIGEST_WINDOW: Duration = Duration::from_secs(10);

@@ -221,6 +221,42 @@ impl Validator<'_> {
         Ok(v.value.0)
     }
 
+    /// The entries of a list with ids (`nodes:`, `checks:`) in the order written, each built by
+    /// `build`, and the ids' indexes. An id must pass `usable`, be unique, and not differ from
+    /// another only in case.
+    pub(super) fn id_list<E, T>(
+        &self,
+        entries: Vec<E>,
+        section: &str,
+        what: &str,
+        id: fn(&E) -> &Spanned<String>,
+        usable: fn(&str) -> Option<String>,
+        mut build: impl FnMut(usize, E) -> Result<T, ConfigError>,
+    ) -> Result<(Vec<T>, HashMap<String, usize>), ConfigError> {
+        if entries.is_empty() {
+            return Err(self.plain_error(section, format!("at least one {what} is needed")));
+        }
+        let mut ids = HashMap::new();
+        let mut folded_ids = HashMap::new();
+        let mut built = Vec::with_capacity(entries.len());
+        for (i, entry) in entries.into_iter().enumerate() {
+            let (id, key) = (id(&entry), format!("{section}[{i}].id"));
+            self.unique_ignoring_case(id, &key, what, &mut folded_ids)?;
+            if let Some(message) = usable(&id.value) {
+                return Err(self.error(id, key, message));
+            }
+            if ids.insert(id.value.clone(), i).is_some() {
+                let message = format!(
+                    "{what} id `{}` is used twice; {what} ids must be unique",
+                    id.value
+                );
+                return Err(self.error(id, key, message));
+            }
+            built.push(build(i, entry)?);
+        }
+        Ok((built, ids))
+    }
+
     /// Refuses an id that differs from an earlier one only in letter case: ids become DNS names
     /// (`ns-<node id>`), labels and metric values, where `n1` and `N1` read as one. An exact
     /// repeat is left to the caller's own "used twice" message.
