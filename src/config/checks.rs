@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use serde_saphyr::Spanned;
 
 use super::ConfigError;
+use super::Validator;
 use super::file::{CheckEntry, StatusSpec, TimingSection};
 use super::timing::Timing;
-use super::validate::Validator;
 
 /// Default HTTP body limit of checks: enough for a login page, small enough that a huge
 /// response cannot eat memory.

@@ -3,9 +3,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::Validator;
 use super::file::ClusterSection;
 use super::nodes::Node;
-use super::validate::Validator;
 use super::{ConfigError, format_duration};
 
 /// Default address of the peer API.

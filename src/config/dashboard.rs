@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::ConfigError;
+use super::Validator;
 use super::file::DashboardSection;
-use super::validate::Validator;
 
 /// The range of `dashboard.refresh`: the page's `<meta refresh>` counts whole seconds.
 pub const REFRESH_RANGE: (Duration, Duration) =

@@ -7,8 +7,8 @@ use hickory_proto::rr::Name;
 use serde_saphyr::Spanned;
 
 use super::ConfigError;
+use super::Validator;
 use super::file::DnsSection;
-use super::validate::Validator;
 
 /// Default UDP and TCP listen addresses of the DNS server.
 pub const DEFAULT_DNS_LISTEN: [&str; 2] = ["0.0.0.0:53", "[::]:53"];

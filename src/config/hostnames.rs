@@ -6,9 +6,10 @@ use std::net::IpAddr;
 use hickory_proto::rr::Name;
 
 use super::ConfigError;
+use super::Validator;
 use super::file::HostnameEntry;
 use super::nodes::Node;
-use super::validate::{Validator, is_label};
+use super::validate::is_label;
 
 #[derive(Debug, Clone)]
 pub struct Hostname {

@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
+use super::Validator;
 use super::file::ConfigFile;
-use super::validate::Validator;
 use super::{Config, ConfigError, find_self};
 
 /// Default place of the configuration file.

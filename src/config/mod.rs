@@ -47,6 +47,8 @@ pub use notify::{
 };
 pub use this_node::{SelfSource, find_self};
 pub use timing::{MAX_INTERVAL, MAX_TIMEOUT, MIN_TIMING, Timing};
+// The section files (and new ones) `use super::Validator`.
+use validate::Validator;
 
 #[cfg(test)]
 mod tests;

@@ -6,8 +6,9 @@ use std::net::IpAddr;
 use serde_saphyr::Spanned;
 
 use super::ConfigError;
+use super::Validator;
 use super::file::NodeEntry;
-use super::validate::{Validator, is_label};
+use super::validate::is_label;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {

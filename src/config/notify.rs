@@ -14,8 +14,8 @@ use lettre::message::Mailbox;
 use serde_saphyr::Spanned;
 
 use super::ConfigError;
+use super::Validator;
 use super::file::{EmailSection, NotifySection, SmtpSection, WebhookSection};
-use super::validate::Validator;
 
 /// Default time window that groups a burst of events into one digest message.
 pub const DEFAULT_DIGEST_WINDOW: Duration = Duration::from_secs(10);

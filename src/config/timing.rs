@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
+use super::Validator;
 use super::file::TimingSection;
-use super::validate::Validator;
 use super::{ConfigError, HumanDuration, format_duration};
 
 /// The longest `interval` and `retry_interval`: a check probed less than daily is not a health
