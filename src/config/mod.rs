@@ -2,14 +2,19 @@
 //!
 //! Every error names the file, line, column, key path and bad value, and says what to do.
 //!
-//! Read in this order: `file.rs` (the YAML as written), `load.rs` (read and parse), `validate.rs`
-//! (the order of the checks and their shared helpers), then one file per section, holding that
-//! section's validated types and the `impl Validator` that builds them: `dns.rs` (with `zone:`),
-//! `dashboard.rs`, `timing.rs` (`defaults:`), `nodes.rs`, `checks.rs`, `hostnames.rs`,
-//! `notify.rs`, `cluster.rs`; `this_node.rs` finds which node this machine is, after parsing (it
-//! binds sockets; `parse` binds none, and the only file it reads is a `ca_file` the text names). `model.rs` holds `Config`, the whole; `error.rs` the error type;
-//! `summary.rs` what `check-config` prints. A new section is a new file of that shape, its raw
-//! form in `file.rs`, one line in `Validator::validate` and one field in `Config`.
+//! Read in this order: `file.rs` (the YAML as written), `load.rs` (read, parse, validate),
+//! `validate.rs` (the order of the sections and the helpers they share), then one file per
+//! section, holding that section's validated types and the `impl Validator` that builds them:
+//! `dns.rs` (with `zone:`), `dashboard.rs`, `timing.rs` (`defaults:`), `nodes.rs`, `checks.rs`,
+//! `hostnames.rs`, `notify.rs` (with `secret.rs`: where a password is kept), `cluster.rs`.
+//! `model.rs` holds `Config`, the whole; `error.rs` the error type; `names.rs` the words of the
+//! one-word keys; `summary.rs` what `check-config` prints.
+//!
+//! `this_node.rs` finds which node this machine is, after parsing: it binds sockets, while
+//! `parse` binds none (the only file it reads is a `ca_file` the text names).
+//!
+//! A new section is a new file of that shape, its raw form in `file.rs`, one call in
+//! `Validator::validate` and one field in `Config`.
 
 #[macro_use]
 mod names;
@@ -26,6 +31,7 @@ mod load;
 mod model;
 mod nodes;
 mod notify;
+mod secret;
 mod summary;
 mod this_node;
 mod timing;
@@ -42,9 +48,10 @@ pub use load::{DEFAULT_CONFIG_PATH, load, parse};
 pub use model::Config;
 pub use nodes::Node;
 pub use notify::{
-    CaFile, EmailConfig, EventFilter, EventName, NotifyConfig, Password, SecretKind, SecretSource,
-    SmtpConfig, SmtpTls, WebhookConfig, redacted_url,
+    CaFile, EmailConfig, EventFilter, EventName, NotifyConfig, SmtpConfig, SmtpTls, WebhookConfig,
+    redacted_url,
 };
+pub use secret::{Password, SecretKind, SecretSource};
 pub use this_node::{SelfSource, find_self};
 pub use timing::{MAX_INTERVAL, MAX_TIMEOUT, MIN_TIMING, Timing};
 // The section files (and new ones) `use super::Validator`.

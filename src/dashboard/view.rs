@@ -161,7 +161,7 @@ pub struct PairView {
 pub struct EventView {
     /// RFC 3339, UTC.
     pub at: String,
-    /// `check_down`, `check_up`, `answer_changed`, `publish_failed`, or `other`.
+    /// The event's kind, as `events::kind_name` writes it (`check_down`, `answer_changed`, …).
     pub kind: String,
     pub summary: String,
 }
