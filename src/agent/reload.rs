@@ -145,6 +145,7 @@ fn same_ca(a: &CaFile, b: &CaFile) -> bool {
     let CaFile {
         path,
         certificate: _,
+        written_at: _,
     } = b;
     a.path == *path
 }

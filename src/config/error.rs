@@ -36,6 +36,28 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Where in the file a value was written, for a problem found after parsing (a file it names
+/// that cannot be read).
+#[derive(Debug, Clone)]
+pub struct Place {
+    pub file: String,
+    pub location: Option<(u64, u64)>,
+    pub key: String,
+    pub snippet: Option<String>,
+}
+
+impl Place {
+    pub fn error(&self, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.clone(),
+            location: self.location,
+            key: self.key.clone(),
+            message: message.into(),
+            snippet: self.snippet.clone(),
+        }
+    }
+}
+
 impl ConfigError {
     /// A parser error, rewritten for an operator: serde-saphyr's rendering split into message
     /// and snippet, the key path without serde's artefacts.

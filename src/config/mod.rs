@@ -10,8 +10,9 @@
 //! `model.rs` holds `Config`, the whole; `error.rs` the error type; `names.rs` the words of the
 //! one-word keys; `summary.rs` what `check-config` prints.
 //!
-//! `this_node.rs` finds which node this machine is, after parsing: it binds sockets, while
-//! `parse` binds none (the only file it reads is a `ca_file` the text names).
+//! `parse` is a function of its text alone: it reads no file and binds no socket. `load` then
+//! reads the files the text names (`read_files`: a `ca_file`) and finds which node this machine
+//! is (`this_node.rs`, which binds sockets).
 //!
 //! A new section is a new file of that shape, its raw form in `file.rs`, one call in
 //! `Validator::validate` and one field in `Config`.
@@ -43,8 +44,9 @@ pub use dashboard::{DashboardConfig, REFRESH_RANGE};
 pub use dns::{DEFAULT_DNS_LISTEN, DnsConfig, MAX_TTL};
 pub use duration::{HumanDuration, format_duration};
 pub use error::ConfigError;
+pub use error::Place;
 pub use hostnames::{Family, Hostname, Mode, WhenAllDown};
-pub use load::{DEFAULT_CONFIG_PATH, load, parse};
+pub use load::{DEFAULT_CONFIG_PATH, load, parse, read_files};
 pub use model::Config;
 pub use nodes::Node;
 pub use notify::{

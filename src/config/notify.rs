@@ -9,10 +9,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lettre::message::Mailbox;
+use lettre::transport::smtp::client::Certificate;
 use serde_saphyr::Spanned;
 
 use super::ConfigError;
 use super::Validator;
+use super::error::Place;
 use super::file::{EmailSection, NotifySection, SmtpSection, WebhookSection};
 use super::secret::{SecretKind, SecretSource};
 
@@ -66,11 +68,48 @@ pub struct SmtpConfig {
     pub ca: Option<CaFile>,
 }
 
-/// A PEM file of one or more CA certificates, read and checked when the configuration loads.
+/// A PEM file of one or more CA certificates, read and checked when the configuration loads
+/// ([`config::load`](super::load) calls [`config::read_files`](super::read_files)), so
+/// `check-config` catches a missing or wrong file; `parse` only notes where it is.
 #[derive(Debug, Clone)]
 pub struct CaFile {
     pub path: PathBuf,
-    pub certificate: lettre::transport::smtp::client::Certificate,
+    /// The certificates; `None` until [`read_files`](super::read_files) (or [`CaFile::read`]).
+    pub certificate: Option<Certificate>,
+    /// Where the file names it, for the error when it cannot be used.
+    pub written_at: Place,
+}
+
+impl CaFile {
+    /// Reads and checks the file now: the error names the key that gave the path.
+    pub fn read(&self) -> Result<Certificate, ConfigError> {
+        let path = &self.path;
+        let pem = std::fs::read(path).map_err(|e| {
+            self.written_at
+                .error(format!("cannot read `{}`: {e}", path.display()))
+        })?;
+        let not_pem = || {
+            self.written_at.error(format!(
+                "`{}` holds no PEM certificate (-----BEGIN CERTIFICATE-----); give the CA that signed the SMTP server's certificate",
+                path.display()
+            ))
+        };
+        if !pem
+            .windows(b"-----BEGIN CERTIFICATE-----".len())
+            .any(|w| w == b"-----BEGIN CERTIFICATE-----")
+        {
+            return Err(not_pem());
+        }
+        Certificate::from_pem(&pem).map_err(|_| not_pem())
+    }
+
+    /// The certificates, read now if [`read_files`](super::read_files) has not.
+    pub fn certificate(&self) -> Result<Certificate, ConfigError> {
+        match &self.certificate {
+            Some(c) => Ok(c.clone()),
+            None => self.read(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -374,7 +413,7 @@ impl Validator<'_> {
                     "tls: none never checks a certificate; use tls: starttls or tls: tls, or remove ca_file",
                 ));
             }
-            Some(file) => Some(self.ca_file(&file, config_dir)?),
+            Some(file) => Some(self.ca_file(&file, config_dir)),
         };
         Ok(SmtpConfig {
             host: host_value.to_string(),
@@ -387,31 +426,13 @@ impl Validator<'_> {
         })
     }
 
-    /// Reads `ca_file` now, so `check-config` catches a missing or wrong file.
-    fn ca_file(&self, file: &Spanned<String>, config_dir: &Path) -> Result<CaFile, ConfigError> {
-        let key = "notify.email.smtp.ca_file";
-        let path = config_dir.join(file.value.trim());
-        let pem = std::fs::read(&path)
-            .map_err(|e| self.error(file, key, format!("cannot read `{}`: {e}", path.display())))?;
-        let not_pem = || {
-            self.error(
-                file,
-                key,
-                format!(
-                    "`{}` holds no PEM certificate (-----BEGIN CERTIFICATE-----); give the CA that signed the SMTP server's certificate",
-                    path.display()
-                ),
-            )
-        };
-        if !pem
-            .windows(b"-----BEGIN CERTIFICATE-----".len())
-            .any(|w| w == b"-----BEGIN CERTIFICATE-----")
-        {
-            return Err(not_pem());
+    /// Where `ca_file` is; [`config::read_files`](super::read_files) reads it.
+    fn ca_file(&self, file: &Spanned<String>, config_dir: &Path) -> CaFile {
+        CaFile {
+            path: config_dir.join(file.value.trim()),
+            certificate: None,
+            written_at: self.place(file, "notify.email.smtp.ca_file"),
         }
-        let certificate =
-            lettre::transport::smtp::client::Certificate::from_pem(&pem).map_err(|_| not_pem())?;
-        Ok(CaFile { path, certificate })
     }
 
     fn secret_source<T>(&self, span: &Spanned<T>, name: &str, kind: SecretKind) -> SecretSource {
@@ -622,6 +643,32 @@ mod tests {
             "notify:\n  email:\n    smtp: { host: h, passwd_env: X }\n    from: a@example.com\n    to: [b@example.com]\n",
         );
         assert!(e.contains("passwd_env"), "unknown keys are refused: {e}");
+    }
+
+    #[test]
+    fn parse_only_notes_the_ca_file_and_read_files_refuses_a_missing_one() {
+        let text = "notify:\n  email:\n    smtp: { host: h, ca_file: no-such-ca.pem }\n    from: a@example.com\n    to: [b@example.com]\n";
+        let config = with(text).expect("parse reads no file");
+        let ca = config
+            .notify
+            .email
+            .as_ref()
+            .unwrap()
+            .smtp
+            .ca
+            .as_ref()
+            .unwrap();
+        assert_eq!(ca.path, Path::new("/etc/failoverd/no-such-ca.pem"));
+        assert!(ca.certificate.is_none());
+        let e = crate::config::read_files(config).unwrap_err().to_string();
+        assert!(
+            e.starts_with("/etc/failoverd/f.yaml:7:")
+                && e.contains(
+                    "notify.email.smtp.ca_file: cannot read `/etc/failoverd/no-such-ca.pem`"
+                )
+                && e.contains("7 |     smtp: { host: h, ca_file: no-such-ca.pem }"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -30,7 +30,10 @@ fn valid(name: &str) -> PathBuf {
 /// Loads with the bare file name as the path, so messages are stable across checkouts.
 fn load_named(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).unwrap();
-    find_self(parse(Path::new(path.file_name().unwrap()), &text)?)
+    find_self(read_files(parse(
+        Path::new(path.file_name().unwrap()),
+        &text,
+    )?)?)
 }
 
 #[test]

@@ -14,7 +14,7 @@ use serde_saphyr::Spanned;
 
 use super::dashboard::REFRESH_RANGE;
 use super::dns::{MAX_TTL, ttl_text};
-use super::error::snippet;
+use super::error::{Place, snippet};
 use super::file::ConfigFile;
 use super::names::Named;
 use super::{Config, ConfigError, HumanDuration, SelfSource, format_duration};
@@ -35,13 +35,17 @@ impl Validator<'_> {
         key: impl Into<String>,
         message: impl Into<String>,
     ) -> ConfigError {
+        self.place(span, key).error(message)
+    }
+
+    /// The place `span` was read from, for an error found later.
+    pub(super) fn place<T>(&self, span: &Spanned<T>, key: impl Into<String>) -> Place {
         let (line, column) = (span.referenced.line(), span.referenced.column());
         let location = (line > 0).then_some((line, column));
-        ConfigError {
+        Place {
             file: self.file.clone(),
             location,
             key: key.into(),
-            message: message.into(),
             snippet: location.and_then(|(l, c)| snippet(self.text, l, c)),
         }
     }

@@ -52,7 +52,7 @@ impl EmailSender {
         let tls = |host: &str| {
             let mut parameters = TlsParameters::builder(host.to_string());
             if let Some(ca) = &smtp.ca {
-                parameters = parameters.add_root_certificate(ca.certificate.clone());
+                parameters = parameters.add_root_certificate(ca.certificate()?);
             }
             parameters.build().map_err(|e| {
                 let words = describe_error(&e);
