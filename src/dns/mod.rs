@@ -201,14 +201,7 @@ impl DnsSockets {
         let mut udp = Vec::new();
         let mut tcp = Vec::new();
         for &addr in addrs {
-            let u = bind_socket(addr, Type::DGRAM).map_err(|e| (addr, e))?;
-            // Port 0 (tests): TCP goes on the port UDP got, so one address answers both.
-            let tcp_addr = u
-                .local_addr()
-                .ok()
-                .and_then(|a| a.as_socket())
-                .unwrap_or(addr);
-            let t = bind_socket(tcp_addr, Type::STREAM).map_err(|e| (tcp_addr, e))?;
+            let (u, t, tcp_addr) = Self::bind_pair(addr)?;
             t.listen(1024).map_err(|e| (tcp_addr, e))?;
             u.set_nonblocking(false).map_err(|e| (addr, e))?;
             u.set_read_timeout(Some(udp::SHUTDOWN_CHECK))
@@ -219,6 +212,33 @@ impl DnsSockets {
             tcp.push(TcpListener::from_std(t.into()).map_err(|e| (addr, e))?);
         }
         Ok(Self { udp, tcp })
+    }
+
+    /// Binds UDP and TCP on `addr`. Port 0 (tests): TCP goes on the port UDP got, so one address
+    /// answers both; when that TCP port is taken (by another program's connection), it tries
+    /// another UDP port, a bounded number of times.
+    fn bind_pair(
+        addr: SocketAddr,
+    ) -> Result<(Socket, Socket, SocketAddr), (SocketAddr, io::Error)> {
+        const ATTEMPTS: usize = 16;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let u = bind_socket(addr, Type::DGRAM).map_err(|e| (addr, e))?;
+            let tcp_addr = u
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_socket())
+                .unwrap_or(addr);
+            match bind_socket(tcp_addr, Type::STREAM) {
+                Ok(t) => return Ok((u, t, tcp_addr)),
+                Err(e)
+                    if addr.port() == 0
+                        && e.kind() == io::ErrorKind::AddrInUse
+                        && attempt < ATTEMPTS => {}
+                Err(e) => return Err((tcp_addr, e)),
+            }
+        }
     }
 
     /// The addresses really bound (ports filled in when 0 was asked).
