@@ -21,6 +21,7 @@ pub mod notify;
 pub mod overrides;
 pub mod published;
 pub mod serial;
+pub mod snapshot;
 pub mod state_dir;
 pub mod status;
 

@@ -2,8 +2,9 @@
 //! applies reloads.
 //!
 //! ```text
-//! probe tasks ──Observation──► health task (the one writer) ──decide()──► Zone ──ArcSwap──► DNS
-//!                                                              └──────► Status ─ArcSwap──► dashboard, notifier
+//! probe tasks ──Observation──► health task (the one writer) ──decide()──► Snapshot { answers, status }
+//!                                                                            │ one ArcSwap, then events
+//!                                                  DNS, dashboard, notifier, peers, history ◄┘
 //! ```
 
 mod reload;
@@ -30,12 +31,13 @@ use crate::command::Command;
 use crate::config::{self, Config, ConfigError};
 use crate::connections::Limits;
 use crate::dashboard::Dashboard;
-use crate::dns::{DnsSockets, Zone, saved};
+use crate::dns::{Answers, DnsSockets, Zone, saved};
 use crate::events::{Event, EventKind};
 use crate::notify::Notifier;
 use crate::overrides::Overrides;
 use crate::published::Published;
 use crate::serial::{Keeper, Stored};
+use crate::snapshot::Snapshot;
 use crate::state_dir::StateDir;
 use crate::status::Status;
 pub use tasks::TaskFailure;
@@ -215,14 +217,13 @@ impl Agent {
         let published = Published {
             commands: command_tx,
             pull_now: Arc::default(),
-            zone: Arc::new(ArcSwap::from_pointee(Zone::not_ready(
-                &config,
-                serial.serial(),
-                &saved,
-            ))),
-            status: Arc::new(ArcSwap::from_pointee(Status::new(
-                config.clone(),
-                serial.serial(),
+            snapshot: Arc::new(ArcSwap::from_pointee(Snapshot::new(
+                Arc::new(Answers::new(Zone::not_ready(
+                    &config,
+                    serial.serial(),
+                    &saved,
+                ))),
+                Status::new(config.clone(), serial.serial()),
             ))),
             events: broadcast::channel(EVENT_BACKLOG).0,
             dns_queries: Arc::default(),
@@ -299,7 +300,7 @@ impl Agent {
         let limits = Limits::for_process(&config);
         let mut server = sockets
             .serve_capped(
-                published.zone.clone(),
+                published.snapshot.clone(),
                 published.dns_queries.clone(),
                 limits.dns_tcp.clone(),
             )
@@ -337,7 +338,7 @@ impl Agent {
             notifier.start(
                 config.clone(),
                 events,
-                published.status.clone(),
+                published.snapshot.clone(),
                 published.notifications.clone(),
                 published.commands.clone(),
                 shutdown.clone(),
@@ -348,7 +349,7 @@ impl Agent {
         // Agreement: serve our observations, pull the others'.
         let (report_tx, peer_reports) = mpsc::channel(64);
         if let Some((server, secret)) = cluster {
-            let context = PeerContext::new(published.status.clone(), secret.clone());
+            let context = PeerContext::new(published.snapshot.clone(), secret.clone());
             let (stop, limit) = (shutdown.clone(), limits.peer_api.clone());
             tasks.spawn("peer API", async move {
                 server
@@ -360,7 +361,7 @@ impl Agent {
                 until_shutdown(&stop)
             });
             let pulls = pull::run(
-                published.status.clone(),
+                published.snapshot.clone(),
                 secret,
                 report_tx,
                 published.pull_now.clone(),
@@ -378,7 +379,7 @@ impl Agent {
         let recorder = crate::history::recorder::run(
             published.history.clone(),
             state.clone(),
-            published.status.clone(),
+            published.snapshot.clone(),
             published.events.subscribe(),
             shutdown.clone(),
         );

@@ -1,12 +1,12 @@
 //! The health task: the one writer. It folds probe results into pair health, decides, and
-//! publishes the zone (for DNS) and the status (for everyone else); it also applies reloads.
+//! publishes one snapshot (the answers for DNS, the status for everyone else), then the events
+//! it holds; it also applies reloads.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use arc_swap::ArcSwap;
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -18,11 +18,12 @@ use crate::cluster::{PeerReport, freshness, tally};
 use crate::command::Command;
 use crate::config::Config;
 use crate::decide::{Decision, decide};
-use crate::dns::{Zone, saved, zone};
+use crate::dns::{Answers, saved, zone};
 use crate::events::{Event, EventKind};
 use crate::health::State;
 use crate::overrides::{self, Active, Overrides};
 use crate::serial::{Claim, Fingerprint, Keeper, Outcome};
+use crate::snapshot::{self, Snapshot};
 use crate::state_dir::StateDir;
 use crate::status::{PeerStatus, RECENT_EVENTS, Status, Vote};
 
@@ -35,13 +36,19 @@ pub(super) struct Reconfigure {
 /// The one writer: folds probe results into pair health, decides, publishes zone and status.
 pub(super) struct HealthTask {
     config: Arc<Config>,
-    /// The working copy; readers get clones through `status_out`.
+    /// The working copy; readers get clones in the snapshots published to `published`.
     status: Status,
-    status_out: Arc<ArcSwap<Status>>,
-    /// Whether `status` has changes not yet published to `status_out`.
+    /// The answers in force (shared by the snapshots until the zone changes).
+    answers: Arc<Answers>,
+    /// Where the one snapshot is stored.
+    published: snapshot::Shared,
+    /// Whether `status` has changes not yet published.
     status_dirty: bool,
     last_status_publish: Instant,
     events: broadcast::Sender<Arc<Event>>,
+    /// Events emitted since the last publication: sent once the snapshot that holds them is
+    /// stored, so that whoever receives one sees the state it describes.
+    unsent: Vec<Arc<Event>>,
     /// Pairs still waiting for their first result; DNS answers once this reaches 0.
     unknown: usize,
     /// Check transitions since the last decision, to explain answer changes.
@@ -51,7 +58,6 @@ pub(super) struct HealthTask {
     serial: Keeper,
     /// The last serial store failed (reported once, retried on the aging tick).
     serial_failing: bool,
-    zone: Arc<ArcSwap<Zone>>,
     /// What each other agent said last, by node id.
     peers: HashMap<String, PeerView>,
     /// Pairs whose effective state must be recomputed (own result changed)…
@@ -110,24 +116,24 @@ impl HealthTask {
         overrides: Overrides,
     ) -> Self {
         let Published {
-            zone,
-            status,
+            snapshot,
             events,
             pull_now,
             ..
         } = parts;
         Self {
             status: Status::new(config.clone(), serial.serial()),
-            status_out: status,
+            answers: snapshot.load().answers.clone(),
+            published: snapshot,
             status_dirty: false,
             last_status_publish: Instant::now(),
             events,
+            unsent: Vec::new(),
             unknown: config.pair_count(),
             causes: Vec::new(),
             state,
             serial,
             serial_failing: false,
-            zone,
             peers: HashMap::new(),
             dirty: Vec::new(),
             dirty_all: false,
@@ -167,6 +173,9 @@ impl HealthTask {
         self.status.overrides = self.overrides.list();
         // The other agents are listed (as not answering yet) from the start.
         self.refresh_peers();
+        if !self.unsent.is_empty() {
+            self.publish_status();
+        }
         // The probes of a replaced configuration are stopped after their successor channel is
         // handed over; their closing channel must not end this loop.
         let mut results_open = true;
@@ -240,7 +249,7 @@ impl HealthTask {
                 self.decide_and_publish();
             }
             self.follow_peer_serials(false);
-            if changed || Instant::now() >= flush_at {
+            if changed || !self.unsent.is_empty() || Instant::now() >= flush_at {
                 self.publish_status();
             }
         }
@@ -707,14 +716,19 @@ impl HealthTask {
             self.status.events.pop_front();
         }
         self.status.events.push_back(event.clone());
-        // No subscriber is fine: nobody is listening for notifications.
-        let _ = self.events.send(event);
+        self.unsent.push(event);
     }
 
+    /// Stores the one snapshot (answers and status together), then sends the events it holds.
     fn publish_status(&mut self) {
-        self.status_out.store(Arc::new(self.status.clone()));
+        let snapshot = Snapshot::new(self.answers.clone(), self.status.clone());
+        self.published.store(Arc::new(snapshot));
         self.status_dirty = false;
         self.last_status_publish = Instant::now();
+        for event in self.unsent.drain(..) {
+            // No subscriber is fine: nobody is listening for notifications.
+            let _ = self.events.send(event);
+        }
     }
 
     /// Applies one result; true if a pair's confirmed state changed.
@@ -829,11 +843,8 @@ impl HealthTask {
         if serial == before || !self.status.ready || self.unknown > 0 {
             return;
         }
-        self.zone.store(Arc::new(zone::build(
-            &self.config,
-            &self.status.decisions,
-            serial,
-        )));
+        let zone = zone::build(&self.config, &self.status.decisions, serial);
+        self.answers = Arc::new(Answers::new(zone));
         self.publish_status();
     }
 
@@ -851,7 +862,7 @@ impl HealthTask {
         let first = !self.status.ready;
         let causes = std::mem::take(&mut self.causes);
         let mut candidate = zone::build(&self.config, &decisions, self.serial.serial());
-        let zone_changed = first || !self.zone.load().same_answers(&candidate);
+        let zone_changed = first || !self.answers.zone().same_answers(&candidate);
         if !zone_changed && decisions == self.status.decisions {
             return;
         }
@@ -918,13 +929,14 @@ impl HealthTask {
                     to_nodes,
                     from: ips(old),
                     to: ips(Some(new)),
-                    reason: new.reason.describe().to_string(),
+                    reason: new.reason,
                     cause: causes.clone(),
                 });
             }
         }
+        // Published with the status by the caller, in one snapshot.
         if zone_changed {
-            self.zone.store(Arc::new(candidate));
+            self.answers = Arc::new(Answers::new(candidate));
         }
         if first {
             info!(

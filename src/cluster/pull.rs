@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -17,7 +16,7 @@ use super::{OBSERVATIONS_PATH, Observations, PeerReport};
 use crate::check::describe_error;
 use crate::connections::http::PEER_API_TIMEOUTS;
 use crate::overrides::printable;
-use crate::status::Status;
+use crate::snapshot;
 
 /// Biggest answer accepted from a peer, whatever the configuration.
 const MAX_BODY: usize = 8 * 1024 * 1024;
@@ -38,7 +37,7 @@ pub fn max_body(config: &crate::config::Config) -> usize {
 /// Runs until `shutdown`. The configuration (peers, period) is read from the status each
 /// round, so reloads apply.
 pub async fn run(
-    status: Arc<ArcSwap<Status>>,
+    published: snapshot::Shared,
     secret: Secret,
     reports: mpsc::Sender<PeerReport>,
     pull_now: Arc<tokio::sync::Notify>,
@@ -66,8 +65,8 @@ pub async fn run(
         }
     };
     loop {
-        let snapshot = status.load_full();
-        let config = &snapshot.config;
+        let snapshot = published.load_full();
+        let config = &snapshot.status.config;
         let (Some(cluster), Some(me)) = (&config.cluster, config.self_node) else {
             return;
         };

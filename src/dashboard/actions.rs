@@ -116,7 +116,8 @@ async fn apply(
     state: &DashboardState,
     mut request: Request,
 ) -> Result<Override, (StatusCode, String)> {
-    let status = state.published.status.load();
+    let snapshot = state.published.snapshot.load();
+    let status = &snapshot.status;
     let here = status
         .config
         .self_node

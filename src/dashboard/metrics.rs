@@ -178,8 +178,9 @@ type Labels = Vec<(&'static str, String)>;
 impl Collector for Source {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         // The same reading the page and the API use, so the three never disagree.
-        let view = StatusView::build(&self.published, SystemTime::now());
-        let status = self.published.status.load();
+        let snapshot = self.published.snapshot.load();
+        let view = StatusView::from_snapshot(&snapshot, SystemTime::now());
+        let status = &snapshot.status;
         let config = &status.config;
         let gauge = |v: f64| ConstGauge::new(v);
 
