@@ -33,6 +33,7 @@ use crate::connections::Limits;
 use crate::dashboard::Dashboard;
 use crate::dns::{Answers, DnsSockets, Zone, saved};
 use crate::events::{Event, EventKind};
+use crate::health::PairHealth;
 use crate::notify::Notifier;
 use crate::overrides::Overrides;
 use crate::published::Published;
@@ -42,7 +43,7 @@ use crate::state_dir::StateDir;
 use crate::status::Status;
 pub use tasks::TaskFailure;
 use tasks::Tasks;
-use writer::{HealthTask, Reconfigure};
+use writer::{HealthTask, Reconfigure, carried_pairs};
 
 /// How long shutdown waits for in-flight work before giving up on it.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -322,7 +323,8 @@ impl Agent {
         let mut tasks = Tasks::default();
         // Each configuration's probes stop with their own token (a reload) or with shutdown.
         let mut generation = shutdown.child_token();
-        spawn_probes(&mut tasks, &config, probes, &tx, &generation);
+        let fresh = vec![PairHealth::new(); config.pair_count()];
+        spawn_probes(&mut tasks, &config, probes, fresh, &tx, &generation);
         drop(tx);
         let (stop, limit) = (shutdown.clone(), limits.dashboard.clone());
         tasks.spawn("dashboard", async move {
@@ -389,6 +391,8 @@ impl Agent {
             until_shutdown(&stop)
         });
 
+        // The reload below seeds the new probes with the published pair states.
+        let snapshot = published.snapshot.clone();
         let (reconfigure, reconfigurations) = mpsc::channel(4);
         let health = HealthTask::new(config.clone(), published, state, serial, overrides);
         let mut health_task = tokio::spawn(health.run(
@@ -441,13 +445,23 @@ impl Agent {
                     match load_for_reload(&current, &clients) {
                         Err(error) => error!(%error, file = %current.path.display(), "reload refused; still running on the previous configuration"),
                         Ok((new, probes)) => {
+                            // A pair the writer carries over keeps its pace: its probe starts
+                            // from the state published for it (see `carried_pairs`).
+                            let known = {
+                                let before = snapshot.load();
+                                let status = &before.status;
+                                carried_pairs(&status.config, &new)
+                                    .into_iter()
+                                    .map(|p| p.and_then(|p| status.pairs.get(p).cloned()).unwrap_or_default())
+                                    .collect()
+                            };
                             let (tx, rx) = mpsc::channel(channel_size(&new));
                             if reconfigure.send(Reconfigure { config: new.clone(), results: rx }).await.is_err() {
                                 break Ok(());
                             }
                             generation.cancel();
                             generation = shutdown.child_token();
-                            spawn_probes(&mut tasks, &new, probes, &tx, &generation);
+                            spawn_probes(&mut tasks, &new, probes, known, &tx, &generation);
                             limits.resize(&new);
                             current = new;
                         }
@@ -534,16 +548,18 @@ fn spawn_probes(
     tasks: &mut Tasks,
     config: &Config,
     probes: Vec<Probe>,
+    known: Vec<PairHealth>,
     results: &mpsc::Sender<Observation>,
     generation: &CancellationToken,
 ) {
-    for (pair, probe) in probes.into_iter().enumerate() {
+    for ((pair, probe), known) in probes.into_iter().enumerate().zip(known) {
         let (n, c) = config.pair(pair);
         let name = format!("probe {}/{}", config.nodes[n].id, config.checks[c].id);
         let run = run_pair(
             pair,
             probe,
             config.checks[c].timing,
+            known,
             results.clone(),
             generation.clone(),
         );

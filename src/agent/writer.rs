@@ -615,25 +615,14 @@ impl HealthTask {
         let mut pairs = Vec::with_capacity(config.pair_count());
         let mut effective = Vec::with_capacity(config.pair_count());
         let mut kept = 0;
-        for p in 0..config.pair_count() {
-            let (n, c) = config.pair(p);
-            let (node, check) = (&config.nodes[n], &config.checks[c]);
-            let on = old.nodes.iter().position(|o| o.id == node.id);
-            let oc = old.checks.iter().position(|o| o.id == check.id);
-            let carried = match (on, oc) {
-                (Some(on), Some(oc))
-                    if old.nodes[on].probe_address == node.probe_address
-                        && old.checks[oc] == *check =>
-                {
-                    let p = old.pair_index(on, oc);
-                    self.status
-                        .pairs
-                        .get(p)
-                        .cloned()
-                        .zip(self.status.effective.get(p).cloned())
-                }
-                _ => None,
-            };
+        for from in carried_pairs(&old, &config) {
+            let carried = from.and_then(|p| {
+                self.status
+                    .pairs
+                    .get(p)
+                    .cloned()
+                    .zip(self.status.effective.get(p).cloned())
+            });
             kept += usize::from(carried.is_some());
             let (health, decided) = carried.unwrap_or_default();
             pairs.push(health);
@@ -733,11 +722,7 @@ impl HealthTask {
 
     /// Applies one result; true if a pair's confirmed state changed.
     fn observe(&mut self, observation: Observation) -> bool {
-        let Observation {
-            pair,
-            result,
-            reply,
-        } = observation;
+        let Observation { pair, result } = observation;
         self.status_dirty = true;
         let (n, c) = self.config.pair(pair);
         let config = self.config.clone();
@@ -748,7 +733,6 @@ impl HealthTask {
         let timing = check.timing;
         let health = &mut self.status.pairs[pair];
         let transition = health.observe(result, timing.rise, timing.fall, SystemTime::now());
-        let _ = reply.send(health.cadence());
         // The vote changes with every fresh result in a cluster (ages), with transitions alone.
         if config.cluster.is_some() || transition.is_some() {
             self.dirty.push(pair);
@@ -958,4 +942,19 @@ impl HealthTask {
             warn!(%error, "cannot save the answers; after a restart, hostnames get SERVFAIL until the first round of checks is done");
         }
     }
+}
+
+/// For each pair of `new`, the pair of `old` it continues: same node id and probe address,
+/// same check (id and settings). Those keep their state over a reload; the others start anew.
+pub(super) fn carried_pairs(old: &Config, new: &Config) -> Vec<Option<usize>> {
+    (0..new.pair_count())
+        .map(|p| {
+            let (n, c) = new.pair(p);
+            let (node, check) = (&new.nodes[n], &new.checks[c]);
+            let on = old.nodes.iter().position(|o| o.id == node.id)?;
+            let oc = old.checks.iter().position(|o| o.id == check.id)?;
+            (old.nodes[on].probe_address == node.probe_address && old.checks[oc] == *check)
+                .then(|| old.pair_index(on, oc))
+        })
+        .collect()
 }
