@@ -13,6 +13,7 @@ pub mod connections;
 pub mod dashboard;
 pub mod decide;
 pub mod dns;
+pub mod effective;
 pub mod events;
 pub mod health;
 pub mod history;
