@@ -1,4 +1,4 @@
-//! What the one writer (the health task) publishes and every reader (DNS, dashboard, API,
+//! What the one writer publishes and every reader (DNS, dashboard, API,
 //! notifier, peer API) reads: the handles of the one data flow, with nothing of the agent's
 //! wiring. Readers depend on this module, never on `agent`.
 
@@ -27,7 +27,7 @@ pub struct Published {
     pub dns_queries: Arc<QueryCounters>,
     /// Notifications sent and failed, counted by the notifier, read by `/metrics`.
     pub notifications: Arc<NotifyCounters>,
-    /// Operators' requests (manual overrides) to the health task, the one writer.
+    /// Operators' requests (manual overrides) to the one writer.
     pub commands: mpsc::Sender<Command>,
     /// Wakes the peer puller early: this agent's own view of a pair just changed.
     pub pull_now: Arc<tokio::sync::Notify>,

@@ -2,9 +2,9 @@
 //! applies reloads.
 //!
 //! ```text
-//! probe tasks ──Observation──► health task (the one writer) ──decide()──► Snapshot { answers, status }
-//!                                                                            │ one ArcSwap, then events
-//!                                                  DNS, dashboard, notifier, peers, history ◄┘
+//! probe tasks ──PairResult──► writer (agent/writer/) ──► Snapshot { answers, status } ──► DNS,
+//!                                    one ArcSwap store, then the events ──►   dashboard, notifier,
+//!                                                                             peers, history
 //! ```
 
 mod reload;
@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::check::schedule::{Observation, run_pair};
+use crate::check::schedule::{PairResult, run_pair};
 use crate::check::{HttpClients, Probe};
 use crate::cluster::auth::Secret;
 use crate::cluster::pull;
@@ -43,7 +43,7 @@ use crate::state_dir::StateDir;
 use crate::status::Status;
 pub use tasks::TaskFailure;
 use tasks::Tasks;
-use writer::{HealthTask, Reconfigure, carried_pairs};
+use writer::{Reconfigure, Writer, carried_pairs};
 
 /// How long shutdown waits for in-flight work before giving up on it.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -335,7 +335,7 @@ impl Agent {
             until_shutdown(&stop)
         });
 
-        // Before the health task: it must not emit an event nobody is subscribed to yet.
+        // Before the writer: it must not emit an event nobody is subscribed to yet.
         let mut notify_task = notifier.map(|(notifier, events)| {
             notifier.start(
                 config.clone(),
@@ -377,7 +377,7 @@ impl Agent {
             drop(report_tx);
         }
 
-        // Subscribed before the health task starts, so no transition is missed.
+        // Subscribed before the writer starts, so no transition is missed.
         let recorder = crate::history::recorder::run(
             published.history.clone(),
             state.clone(),
@@ -394,8 +394,8 @@ impl Agent {
         // The reload below seeds the new probes with the published pair states.
         let snapshot = published.snapshot.clone();
         let (reconfigure, reconfigurations) = mpsc::channel(4);
-        let health = HealthTask::new(config.clone(), published, state, serial, overrides);
-        let mut health_task = tokio::spawn(health.run(
+        let writer = Writer::new(config.clone(), published, state, serial, overrides);
+        let mut writer_task = tokio::spawn(writer.run(
             rx,
             reconfigurations,
             peer_reports,
@@ -404,7 +404,7 @@ impl Agent {
         ));
         let mut current = config;
         // A JoinHandle must not be awaited again once it has completed.
-        let (mut health_done, mut notify_done) = (false, false);
+        let (mut writer_done, mut notify_done) = (false, false);
         let failed = |task: &str, why: String| {
             error!(task, error = %why, "a task failed; shutting down");
             Err(AgentError::Task(TaskFailure {
@@ -417,13 +417,13 @@ impl Agent {
                 // Shutdown first: a task that ends because of it must not read as a failure.
                 biased;
                 () = shutdown.cancelled() => break Ok(()),
-                result = &mut health_task => {
-                    health_done = true;
+                result = &mut writer_task => {
+                    writer_done = true;
                     // It returns only at shutdown; anything else leaves DNS frozen.
                     break match result {
                         Ok(()) if shutdown.is_cancelled() => Ok(()),
-                        Ok(()) => failed("health", "stopped before shutdown".into()),
-                        Err(e) => failed("health", tasks::describe(e)),
+                        Ok(()) => failed("writer", "stopped before shutdown".into()),
+                        Err(e) => failed("writer", tasks::describe(e)),
                     };
                 }
                 Some(done) = tasks.next() => {
@@ -492,8 +492,8 @@ impl Agent {
                     warn!(task = %f.task, error = %f.why, "a task failed while shutting down");
                 }
             }
-            if !health_done && let Err(e) = (&mut health_task).await {
-                warn!(task = "health", error = %tasks::describe(e), "a task failed while shutting down");
+            if !writer_done && let Err(e) = (&mut writer_task).await {
+                warn!(task = "writer", error = %tasks::describe(e), "a task failed while shutting down");
             }
             if !server_task.is_finished() {
                 let _ = server_task.await;
@@ -549,7 +549,7 @@ fn spawn_probes(
     config: &Config,
     probes: Vec<Probe>,
     known: Vec<PairHealth>,
-    results: &mpsc::Sender<Observation>,
+    results: &mpsc::Sender<PairResult>,
     generation: &CancellationToken,
 ) {
     for ((pair, probe), known) in probes.into_iter().enumerate().zip(known) {

@@ -25,7 +25,7 @@ use crate::health::{Cadence, PairHealth, ProbeResult};
 
 /// One probe result on its way to the writer; nothing comes back.
 #[derive(Debug)]
-pub struct Observation {
+pub struct PairResult {
     pub pair: usize,
     pub result: ProbeResult,
 }
@@ -37,7 +37,7 @@ pub async fn run_pair(
     probe: Probe,
     timing: Timing,
     mut known: PairHealth,
-    results: mpsc::Sender<Observation>,
+    results: mpsc::Sender<PairResult>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -52,7 +52,7 @@ pub async fn run_pair(
             Cadence::Retry => timing.retry_interval,
         };
         // Waits only for room in the channel (sized for every pair), never for the writer.
-        if results.send(Observation { pair, result }).await.is_err() {
+        if results.send(PairResult { pair, result }).await.is_err() {
             return;
         }
         // The next probe is due `base` after this one started, or at once if this one took

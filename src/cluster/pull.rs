@@ -1,5 +1,5 @@
 //! Pulls every other agent's observations on the peer API, once per `cluster.period`, and
-//! hands the results (or why a peer did not answer) to the health task.
+//! hands the results (or why a peer did not answer) to the writer.
 //!
 //! An answer is bounded by what the configuration can need (a vote per pair, an override per
 //! node and hostname), and every text in it that may end up in a log is made printable here.
@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::auth::{self, HEADER_AGENT, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIME, Secret};
-use super::{OBSERVATIONS_PATH, Observations, PeerReport};
+use super::{OBSERVATIONS_PATH, PeerAnswer, PeerReport};
 use crate::check::describe_error;
 use crate::connections::http::PEER_API_TIMEOUTS;
 use crate::overrides::printable;
@@ -142,7 +142,7 @@ async fn fetch(
     peer: &str,
     zone: &str,
     max_body: usize,
-) -> Result<Observations, String> {
+) -> Result<PeerAnswer, String> {
     let nonce = auth::nonce();
     let time = auth::unix_now();
     let signature = secret.sign_request(me, time, &nonce, OBSERVATIONS_PATH);
@@ -181,7 +181,7 @@ async fn fetch(
     if !secret.verify_response(&nonce, &body, &their_signature) {
         return Err("the answer's signature does not verify (not the same cluster secret?)".into());
     }
-    let mut observations: Observations =
+    let mut observations: PeerAnswer =
         serde_json::from_slice(&body).map_err(|e| format!("unreadable answer: {e}"))?;
     for o in &mut observations.observations {
         if let Some(error) = &mut o.error {

@@ -24,7 +24,7 @@ use tracing::{info, warn};
 use super::auth::{
     self, HEADER_AGENT, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIME, MAX_SKEW, NonceCache, Secret,
 };
-use super::{OBSERVATIONS_PATH, Observation, Observations};
+use super::{OBSERVATIONS_PATH, PairVote, PeerAnswer};
 use crate::connections::Limiter;
 use crate::connections::http::{CappedListener, PEER_API_TIMEOUTS, Peer};
 use crate::health::State as Health;
@@ -158,7 +158,7 @@ async fn observations(
             }
             let (n, c) = config.pair(p);
             let last = health.last_result.as_ref();
-            Some(Observation {
+            Some(PairVote {
                 node: config.nodes[n].id.clone(),
                 check: config.checks[c].id.clone(),
                 up: health.state == Health::Up,
@@ -177,7 +177,7 @@ async fn observations(
             })
         })
         .collect();
-    let body = Observations {
+    let body = PeerAnswer {
         agent: me.unwrap_or_default().to_string(),
         zone: config.zone.to_ascii().trim_end_matches('.').to_string(),
         observations,

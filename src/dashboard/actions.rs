@@ -24,7 +24,7 @@ use crate::overrides::{Kind, Override, Refused, Request};
 
 /// The header API clients put the token in.
 pub const CSRF_HEADER: &str = "x-failoverd-csrf";
-/// How long an action waits for the health task.
+/// How long an action waits for the writer.
 const APPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub async fn csrf_token(State(state): State<DashboardState>) -> Response {

@@ -77,13 +77,13 @@ impl Serves for Answers {
 }
 
 /// Answers queries from the answers currently published by the one writer.
-pub struct ZoneHandler<S> {
+pub struct QueryHandler<S> {
     source: Arc<ArcSwap<S>>,
     /// Responses by code, for `/metrics`.
     queries: Arc<QueryCounters>,
 }
 
-impl<S: Serves> ZoneHandler<S> {
+impl<S: Serves> QueryHandler<S> {
     pub fn new(source: Arc<ArcSwap<S>>) -> Self {
         Self::with_counters(source, Arc::default())
     }
@@ -147,7 +147,7 @@ fn rcode_name(code: usize) -> String {
 }
 
 #[async_trait::async_trait]
-impl<S: Serves> RequestHandler for ZoneHandler<S> {
+impl<S: Serves> RequestHandler for QueryHandler<S> {
     async fn handle_request<R: ResponseHandler, T: Time>(
         &self,
         request: &Request,
@@ -328,7 +328,7 @@ impl DnsSockets {
                     }
                 })?;
         }
-        let handler = Arc::new(ZoneHandler::with_counters(source, queries));
+        let handler = Arc::new(QueryHandler::with_counters(source, queries));
         let mut tcp = JoinSet::new();
         for listener in self.tcp {
             tcp.spawn(tcp::serve(

@@ -33,7 +33,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::udp::Capture;
-use super::{Serves, ZoneHandler};
+use super::{QueryHandler, Serves};
 use crate::connections::{self, Limiter, Slot};
 
 /// How long a client has to send its next whole message (length and body) after the previous
@@ -47,7 +47,7 @@ const INITIAL_BUFFER: usize = 512;
 /// Serves `listener` until `shutdown`; `Err` only if the listener itself fails.
 pub(super) async fn serve<S: Serves>(
     listener: TcpListener,
-    handler: Arc<ZoneHandler<S>>,
+    handler: Arc<QueryHandler<S>>,
     limiter: Arc<Limiter>,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
@@ -79,7 +79,7 @@ pub(super) async fn serve<S: Serves>(
 async fn connection<S: AsyncRead + AsyncWrite + Unpin, A: Serves>(
     mut stream: S,
     from: SocketAddr,
-    handler: &ZoneHandler<A>,
+    handler: &QueryHandler<A>,
     slot: &Slot,
 ) {
     loop {
@@ -141,7 +141,7 @@ async fn read_body<S: AsyncRead + Unpin>(
 
 /// The framed answer to `message` (length prefix included); `None`: not a query, close.
 pub(super) async fn answer<S: Serves>(
-    handler: &ZoneHandler<S>,
+    handler: &QueryHandler<S>,
     message: Vec<u8>,
     from: SocketAddr,
 ) -> Option<Vec<u8>> {

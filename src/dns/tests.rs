@@ -15,7 +15,7 @@ use hickory_server::server::{Request, RequestHandler};
 use super::respond::respond;
 use super::udp::Capture;
 use super::zone::{Zone, build};
-use super::{Answers, DnsSockets, EDNS_PAYLOAD, QueryCounters, ZoneHandler, bind_socket};
+use super::{Answers, DnsSockets, EDNS_PAYLOAD, QueryCounters, QueryHandler, bind_socket};
 use crate::config::{Config, parse};
 use crate::decide::{Decision, Reason};
 use socket2::Type;
@@ -393,7 +393,7 @@ fn records_carry_the_configured_ttls_and_the_serial() {
 }
 
 async fn ask(message: &Message) -> Message {
-    let handler = ZoneHandler::new(Arc::new(ArcSwap::from_pointee(Answers::new(zone()))));
+    let handler = QueryHandler::new(Arc::new(ArcSwap::from_pointee(Answers::new(zone()))));
     let src: SocketAddr = "127.0.0.1:5000".parse().unwrap();
     let request = Request::from_bytes(message.to_vec().unwrap(), src, Protocol::Udp).unwrap();
     let capture = Capture::default();

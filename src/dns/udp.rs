@@ -39,7 +39,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::mmsg::{Inbox, Outbox};
-use super::{Answers, EDNS_PAYLOAD, QueryCounters, Serves, Zone, ZoneHandler, respond};
+use super::{Answers, EDNS_PAYLOAD, QueryCounters, QueryHandler, Serves, Zone, respond};
 
 /// Types with their own prebuilt answer; every other type gets the `OTHER` slot (NODATA).
 const SLOTS: [RecordType; 5] = [
@@ -381,7 +381,7 @@ pub(super) fn serve<S: Serves>(
     runtime: tokio::runtime::Handle,
 ) {
     lower_priority_or_warn();
-    let handler = ZoneHandler::with_counters(source.clone(), queries.clone());
+    let handler = QueryHandler::with_counters(source.clone(), queries.clone());
     let fd = socket.as_raw_fd();
     let mut inbox = Inbox::default();
     let mut outbox = Outbox::default();
@@ -442,7 +442,7 @@ pub(super) fn serve<S: Serves>(
 #[doc(hidden)]
 pub struct Answerer {
     answers: Arc<ArcSwap<Answers>>,
-    handler: ZoneHandler<Answers>,
+    handler: QueryHandler<Answers>,
     runtime: tokio::runtime::Runtime,
     name: Vec<u8>,
 }
@@ -451,7 +451,7 @@ impl Answerer {
     pub fn new(zone: Zone) -> Self {
         let answers = Arc::new(ArcSwap::from_pointee(Answers::new(zone)));
         Self {
-            handler: ZoneHandler::new(answers.clone()),
+            handler: QueryHandler::new(answers.clone()),
             answers,
             runtime: tokio::runtime::Builder::new_current_thread()
                 .build()
@@ -484,7 +484,7 @@ impl Answerer {
 
 /// The hickory path: parse the whole message and run the request handler.
 async fn slow<S: Serves>(
-    handler: &ZoneHandler<S>,
+    handler: &QueryHandler<S>,
     query: &[u8],
     src: SocketAddr,
 ) -> Option<Vec<u8>> {

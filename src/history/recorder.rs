@@ -1,4 +1,4 @@
-//! The task that fills the history: it follows the events the health task broadcasts (check
+//! The task that fills the history: it follows the events the writer broadcasts (check
 //! down/up, answer changed) and, every second, resyncs from the published status what events
 //! do not carry (the first results and answers at start, pairs a reload added, whatever a
 //! lagging receiver missed). Writes the file when it changed (at most every

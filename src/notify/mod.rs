@@ -1,11 +1,11 @@
 //! Notifications: the agent's events, mailed (SMTP, lettre) and posted (webhook), off the hot path.
 //!
 //! ```text
-//! health task ──broadcast──► dispatcher ──try_send──► bounded queue ──► email worker (digest, retry)
+//! writer ──broadcast──► dispatcher ──try_send──► bounded queue ──► email worker (digest, retry)
 //!   (never waits)            (filters)              └──────────────► webhook worker (retry)
 //! ```
 //!
-//! The health task's `broadcast::send` never blocks; the dispatcher only filters and `try_send`s,
+//! The writer's `broadcast::send` never blocks; the dispatcher only filters and `try_send`s,
 //! dropping (with a warning) when a queue is full; workers do the slow I/O. So a dead SMTP server
 //! can cost at most memory for a bounded backlog, never a probe or a DNS answer.
 
@@ -91,7 +91,7 @@ impl Notifier {
     }
 
     /// Starts the dispatcher and one worker per channel. `events` must be subscribed before the
-    /// health task runs. The returned task ends once `shutdown` is cancelled and what was queued
+    /// writer runs. The returned task ends once `shutdown` is cancelled and what was queued
     /// has been sent or given up on; the caller bounds that wait.
     pub fn start(
         self,

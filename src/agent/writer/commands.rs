@@ -3,12 +3,12 @@
 
 use tracing::{error, info};
 
-use super::HealthTask;
+use super::Writer;
 use crate::command::Command;
 use crate::events::EventKind;
 use crate::overrides;
 
-impl HealthTask {
+impl Writer {
     /// Applies one command; an override only once it is stored, and the requester told.
     pub(super) fn command(&mut self, command: Command) {
         match command {

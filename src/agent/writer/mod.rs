@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{Published, STATUS_PUBLISH_PERIOD};
-use crate::check::schedule::Observation;
+use crate::check::schedule::PairResult;
 use crate::cluster::PeerReport;
 use crate::command::Command;
 use crate::config::Config;
@@ -40,17 +40,17 @@ use crate::serial::Keeper;
 use crate::snapshot::{self, Snapshot};
 use crate::state_dir::StateDir;
 use crate::status::{RECENT_EVENTS, Status};
-use peers::PeerView;
+use peers::PeerRecord;
 pub(super) use reconfigure::carried_pairs;
 
 /// A new configuration, with the results channel of the probes started for it.
 pub(super) struct Reconfigure {
     pub config: Arc<Config>,
-    pub results: mpsc::Receiver<Observation>,
+    pub results: mpsc::Receiver<PairResult>,
 }
 
 /// The one writer: folds probe results into pair health, decides, publishes the snapshot.
-pub(super) struct HealthTask {
+pub(super) struct Writer {
     config: Arc<Config>,
     /// The working copy; readers get clones in the snapshots published to `published`.
     status: Status,
@@ -75,7 +75,7 @@ pub(super) struct HealthTask {
     /// The last serial store failed (reported once, retried on the aging tick).
     serial_failing: bool,
     /// What each other agent said last, by node id.
-    peers: HashMap<String, PeerView>,
+    peers: HashMap<String, PeerRecord>,
     /// Pairs whose effective state must be recomputed (own result changed)…
     dirty: Vec<usize>,
     /// …or all of them (a peer's votes arrived or aged).
@@ -99,7 +99,7 @@ pub(super) struct HealthTask {
     split_changed: Instant,
 }
 
-impl HealthTask {
+impl Writer {
     pub(super) fn new(
         config: Arc<Config>,
         parts: Published,
@@ -143,7 +143,7 @@ impl HealthTask {
 
     pub(super) async fn run(
         mut self,
-        mut results: mpsc::Receiver<Observation>,
+        mut results: mpsc::Receiver<PairResult>,
         mut reloads: mpsc::Receiver<Reconfigure>,
         mut peer_reports: mpsc::Receiver<PeerReport>,
         mut commands: mpsc::Receiver<Command>,
@@ -270,8 +270,8 @@ impl HealthTask {
     }
 
     /// Applies one result; true if a pair's confirmed state changed.
-    pub(super) fn observe(&mut self, observation: Observation) -> bool {
-        let Observation { pair, result } = observation;
+    pub(super) fn observe(&mut self, observation: PairResult) -> bool {
+        let PairResult { pair, result } = observation;
         self.status_dirty = true;
         let (n, c) = self.config.pair(pair);
         let config = self.config.clone();

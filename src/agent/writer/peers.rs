@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::HealthTask;
+use super::Writer;
 use crate::cluster::PeerReport;
 use crate::effective;
 use crate::events::EventKind;
@@ -18,7 +18,7 @@ use crate::status::PeerStatus;
 
 /// The last answer of one other agent.
 #[derive(Debug, Default)]
-pub(super) struct PeerView {
+pub(super) struct PeerRecord {
     /// When it last answered a pull.
     pub(super) last_ok: Option<Instant>,
     pub(super) last_seen: Option<SystemTime>,
@@ -40,7 +40,7 @@ pub(super) struct PeerVote {
     pub(super) error: Option<String>,
 }
 
-impl HealthTask {
+impl Writer {
     /// Folds one agent's pulled observations in (or notes why it did not answer).
     pub(super) fn peer_report(&mut self, report: PeerReport) {
         let PeerReport {

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use super::HealthTask;
+use super::Writer;
 use crate::cluster::freshness;
 use crate::decide::{Decision, decide};
 use crate::dns::{Answers, saved, zone};
@@ -20,7 +20,7 @@ use crate::overrides;
 use crate::serial::{Claim, Fingerprint, Outcome};
 use crate::status::Vote;
 
-impl HealthTask {
+impl Writer {
     /// Recomputes the effective state of the dirty pairs (own state, or the vote); logs and
     /// reports every change. True if one changed.
     pub(super) fn recompute(&mut self) -> bool {

@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use tracing::info;
 
-use super::HealthTask;
+use super::Writer;
 use crate::config::Config;
 use crate::decide::Decision;
 use crate::health::State;
 use crate::overrides;
 
-impl HealthTask {
+impl Writer {
     /// Switches to a new configuration. Pairs whose node and check are unchanged keep their
     /// state and history; new or changed ones start unconfirmed; removed ones disappear. The
     /// answers are republished (and the serial moved) only if they change.
