@@ -1,7 +1,7 @@
 //! `/metrics`: the agent's state in the Prometheus/OpenMetrics text format, via the official
 //! `prometheus-client` crate.
 //!
-//! Nothing is kept twice: gauges are read from the published status and zone at scrape time (a
+//! Nothing is kept twice: gauges are read from one load of the published snapshot at scrape time (a
 //! [`Collector`]), DNS response counts from the DNS handler's atomics, and the few counters that
 //! the status cannot give (answer changes, check transitions) are counted from the event stream.
 //!

@@ -1,5 +1,5 @@
 //! The agent's picture as one plain value: what `/api/v1/status` returns, what the page and
-//! `failoverd status` render. Built from one reading of the published status and zone.
+//! `failoverd status` render. Built from one load of the published snapshot (status and zone).
 //!
 //! The field names are the JSON API (`/api/v1`): add fields freely, never rename or remove one.
 
