@@ -86,41 +86,36 @@ mod tests {
     use crate::check::HttpClients;
     use crate::config::{Check, CheckKind, Node, TcpCheck};
 
-    /// Probes of a pair whose retry_interval (100 ms) is shorter than its timeout (300 ms),
-    /// against a real socket that never answers: each probe starts when the previous one ends,
-    /// so results come exactly one timeout apart — not a retry_interval apart (overlapping
-    /// probes) and not timeout + retry_interval apart (waiting after the end).
-    #[tokio::test(start_paused = true)]
-    async fn a_retry_shorter_than_the_timeout_starts_when_the_previous_probe_ends() {
-        // Connections complete in the kernel's backlog; nothing is ever sent.
-        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let ip = silent.local_addr().unwrap().ip();
-        let kind = CheckKind::Tcp(TcpCheck {
-            port: silent.local_addr().unwrap().port(),
-            send: None,
-            expect: Some("a banner that never comes".into()),
-        });
-        let ms = Duration::from_millis;
-        let timing = Timing {
-            interval: ms(1000),
-            retry_interval: ms(100),
-            timeout: ms(300),
-            fall: 3,
-            rise: 1,
-        };
+    /// A TCP probe of `listener`'s port (expecting `expect`, if any), started under `timing`:
+    /// its task, its results and the token that stops it.
+    fn start_tcp(
+        listener: &std::net::TcpListener,
+        expect: Option<&str>,
+        timing: Timing,
+    ) -> (
+        tokio::task::JoinHandle<()>,
+        mpsc::Receiver<PairResult>,
+        CancellationToken,
+    ) {
+        let addr = listener.local_addr().unwrap();
         let node = Node {
             id: "n1".into(),
-            addresses: vec![ip],
-            probe_address: ip,
+            addresses: vec![addr.ip()],
+            probe_address: addr.ip(),
             priority: 0,
         };
         let check = Check {
-            id: "banner".into(),
-            kind,
+            id: "port".into(),
+            kind: CheckKind::Tcp(TcpCheck {
+                port: addr.port(),
+                send: None,
+                expect: expect.map(String::from),
+            }),
             timing,
         };
         let probe = Probe::new(&node, &check, &HttpClients::new().unwrap()).unwrap();
-        let (results, mut observed) = mpsc::channel(4);
+        // Room for every result: nobody answers the probe, and it never waits for anyone.
+        let (results, observed) = mpsc::channel(16);
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(run_pair(
             0,
@@ -130,6 +125,27 @@ mod tests {
             results,
             shutdown.clone(),
         ));
+        (task, observed, shutdown)
+    }
+
+    /// Probes of a pair whose retry_interval (100 ms) is shorter than its timeout (300 ms),
+    /// against a real socket that never answers: each probe starts when the previous one ends,
+    /// so results come exactly one timeout apart — not a retry_interval apart (overlapping
+    /// probes) and not timeout + retry_interval apart (waiting after the end).
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_shorter_than_the_timeout_starts_when_the_previous_probe_ends() {
+        // Connections complete in the kernel's backlog; nothing is ever sent.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let ms = Duration::from_millis;
+        let timing = Timing {
+            interval: ms(1000),
+            retry_interval: ms(100),
+            timeout: ms(300),
+            fall: 3,
+            rise: 1,
+        };
+        let (task, mut observed, shutdown) =
+            start_tcp(&silent, Some("a banner that never comes"), timing);
         let mut ends = Vec::new();
         for _ in 0..5 {
             let o = observed.recv().await.expect("the pair keeps probing");
@@ -148,7 +164,6 @@ mod tests {
     #[tokio::test]
     async fn the_cadence_follows_the_state_the_probe_knows() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
         let ms = Duration::from_millis;
         let timing = Timing {
             interval: ms(500),
@@ -157,33 +172,7 @@ mod tests {
             fall: 3,
             rise: 1,
         };
-        let node = Node {
-            id: "n1".into(),
-            addresses: vec![addr.ip()],
-            probe_address: addr.ip(),
-            priority: 0,
-        };
-        let check = Check {
-            id: "port".into(),
-            kind: CheckKind::Tcp(TcpCheck {
-                port: addr.port(),
-                send: None,
-                expect: None,
-            }),
-            timing,
-        };
-        let probe = Probe::new(&node, &check, &HttpClients::new().unwrap()).unwrap();
-        // Room for every result: nobody answers the probe, and it never waits for anyone.
-        let (results, mut observed) = mpsc::channel(16);
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(run_pair(
-            0,
-            probe,
-            timing,
-            PairHealth::new(),
-            results,
-            shutdown.clone(),
-        ));
+        let (task, mut observed, shutdown) = start_tcp(&listener, None, timing);
         let mut seen = Vec::new();
         let mut listener = Some(listener);
         for i in 0..5 {
