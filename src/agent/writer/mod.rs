@@ -307,3 +307,6 @@ impl Writer {
         true
     }
 }
+
+#[cfg(test)]
+mod tests;
