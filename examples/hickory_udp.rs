@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use failoverd::decide::{Decision, Reason};
-use failoverd::dns::{ZoneHandler, zone};
+use failoverd::dns::{Answers, QueryHandler, zone};
 use hickory_proto::op::ResponseCode;
 use hickory_server::Server;
 use hickory_server::net::runtime::Time;
@@ -25,7 +25,7 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 /// Counts queries, and responses that could not be sent (our handler turns a failed send into a
 /// SERVFAIL `ResponseInfo`; a ready zone answers no SERVFAIL of its own).
 struct Counting {
-    inner: ZoneHandler,
+    inner: QueryHandler<Answers>,
     queries: AtomicU64,
     send_failures: AtomicU64,
 }
@@ -87,9 +87,11 @@ async fn serve(config: &str, listen: &str) {
             reason: Reason::Healthy,
         })
         .collect();
-    let zone = Arc::new(ArcSwap::from_pointee(zone::build(&config, &decisions, 1)));
+    let zone = Arc::new(ArcSwap::from_pointee(Answers::new(zone::build(
+        &config, &decisions, 1,
+    ))));
     let handler = Arc::new(Counting {
-        inner: ZoneHandler::new(zone),
+        inner: QueryHandler::new(zone),
         queries: AtomicU64::new(0),
         send_failures: AtomicU64::new(0),
     });

@@ -1,5 +1,5 @@
 //! What the readers of the published state (the dashboard's actions, the notifier) ask of the
-//! one writer, the health task: the only way back up the one data flow.
+//! one writer (agent/writer/): the only way back up the one data flow.
 
 use crate::overrides::{Override, Refused, Request};
 

@@ -62,6 +62,18 @@ impl Reason {
             Reason::AllInMaintenance => "every node is in maintenance: no address",
         }
     }
+
+    /// The reason in a few words, for one-line summaries: `describe` up to its colon.
+    pub fn headline(self) -> &'static str {
+        match self {
+            Reason::Healthy => "healthy",
+            Reason::AllDownFailOpen | Reason::AllDownEmpty | Reason::AllDownKeptLast => {
+                "all nodes down"
+            }
+            Reason::Forced => "forced to a node by an operator",
+            Reason::AllInMaintenance => "every node is in maintenance",
+        }
+    }
 }
 
 /// Decides every hostname's answer.
@@ -142,6 +154,24 @@ pub fn decide(
 mod tests {
     use super::*;
     use std::path::Path;
+
+    /// The one-line summaries of events used to cut `describe` at its colon; `headline` says
+    /// the same words.
+    #[test]
+    fn the_headline_is_the_description_up_to_its_colon() {
+        use Reason::*;
+        for reason in [
+            Healthy,
+            AllDownFailOpen,
+            AllDownEmpty,
+            AllDownKeptLast,
+            Forced,
+            AllInMaintenance,
+        ] {
+            let cut = reason.describe().split(':').next().unwrap();
+            assert_eq!(reason.headline(), cut, "{reason:?}");
+        }
+    }
 
     /// Three nodes: a (prio 10), b (prio 5), c (prio 5); checks web and sip; hostnames of each mode.
     fn config() -> Config {

@@ -4,6 +4,7 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use crate::config::EventFilter;
+use crate::decide::Reason;
 
 /// One event, stamped with the time it happened.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,8 +35,8 @@ pub enum EventKind {
         to_nodes: Vec<String>,
         from: Vec<IpAddr>,
         to: Vec<IpAddr>,
-        /// Why: "healthy", or which `when_all_down` rule applies.
-        reason: String,
+        /// Why: healthy, forced, or which `when_all_down` rule applies.
+        reason: Reason,
         /// The check transitions that caused it, e.g. "node1 web: HTTP 503".
         cause: Vec<String>,
     },
@@ -95,9 +96,8 @@ impl Event {
                     to_nodes.join(", ")
                 };
                 let mut why: Vec<&str> = Vec::new();
-                if reason != "healthy" {
-                    // "all nodes down: answering with …" → "all nodes down"
-                    why.push(reason.split(':').next().unwrap_or(reason));
+                if *reason != Reason::Healthy {
+                    why.push(reason.headline());
                 }
                 why.extend(cause.iter().map(String::as_str));
                 if why.is_empty() {

@@ -1,6 +1,6 @@
 //! The state of one (node, check) pair: raw probe results in, confirmed up/down out (rise/fall).
 //!
-//! Pure: no clock, no I/O. The agent's health task is the only writer and calls [`PairHealth::observe`].
+//! Pure: no clock, no I/O. The agent's one writer (agent/writer/) calls [`PairHealth::observe`].
 //!
 //! | state   | result | streak after           | new state | cadence of next probe |
 //! |---------|--------|------------------------|-----------|-----------------------|

@@ -13,6 +13,7 @@ pub mod connections;
 pub mod dashboard;
 pub mod decide;
 pub mod dns;
+pub mod effective;
 pub mod events;
 pub mod health;
 pub mod history;
@@ -21,6 +22,7 @@ pub mod notify;
 pub mod overrides;
 pub mod published;
 pub mod serial;
+pub mod snapshot;
 pub mod state_dir;
 pub mod status;
 

@@ -1,5 +1,5 @@
 //! The agent's current view for readers other than DNS (dashboard, API, notifiers): an
-//! immutable value the health task republishes, so readers never wait on it.
+//! immutable value the writer republishes, so readers never wait on it.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

@@ -260,7 +260,7 @@ fn flood_body(k: usize) -> Vec<u8> {
 fn rogue_body(overrides: Vec<failoverd::overrides::Override>) -> Vec<u8> {
     let observations = ["node1", "node2", "node3"]
         .iter()
-        .map(|node| failoverd::cluster::Observation {
+        .map(|node| failoverd::cluster::PairVote {
             node: node.to_string(),
             check: "web".into(),
             up: true,
@@ -269,7 +269,7 @@ fn rogue_body(overrides: Vec<failoverd::overrides::Override>) -> Vec<u8> {
             error: None,
         })
         .collect();
-    serde_json::to_vec(&failoverd::cluster::Observations {
+    serde_json::to_vec(&failoverd::cluster::PeerAnswer {
         agent: "node3".into(),
         zone: ZONE.into(),
         observations,

@@ -1,12 +1,12 @@
 //! A peer's answer body as the puller reads it after the signature checks: JSON into
-//! `Observations`, then its overrides merged as every honest agent merges them. A member with the
+//! `PeerAnswer`, then its overrides merged as every honest agent merges them. A member with the
 //! secret controls these bytes; nothing in them may panic, and what merges stays bounded.
 #![no_main]
 
 use std::path::Path;
 use std::sync::OnceLock;
 
-use failoverd::cluster::Observations;
+use failoverd::cluster::PeerAnswer;
 use failoverd::config::Config;
 use failoverd::overrides::Overrides;
 use failoverd::serial::{Fingerprint, Keeper, Stored, after};
@@ -32,7 +32,7 @@ fn config() -> &'static Config {
 
 fuzz_target!(|data: &[u8]| {
     let config = config();
-    let Ok(answer) = serde_json::from_slice::<Observations>(data) else {
+    let Ok(answer) = serde_json::from_slice::<PeerAnswer>(data) else {
         return;
     };
     let now = 1_800_000_000;

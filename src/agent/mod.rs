@@ -2,8 +2,9 @@
 //! applies reloads.
 //!
 //! ```text
-//! probe tasks ──Observation──► health task (the one writer) ──decide()──► Zone ──ArcSwap──► DNS
-//!                                                              └──────► Status ─ArcSwap──► dashboard, notifier
+//! probe tasks ──PairResult──► writer (agent/writer/) ──► Snapshot { answers, status } ──► DNS,
+//!                                    one ArcSwap store, then the events ──►   dashboard, notifier,
+//!                                                                             peers, history
 //! ```
 
 mod reload;
@@ -21,7 +22,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::check::schedule::{Observation, run_pair};
+use crate::check::schedule::{PairResult, run_pair};
 use crate::check::{HttpClients, Probe};
 use crate::cluster::auth::Secret;
 use crate::cluster::pull;
@@ -30,17 +31,19 @@ use crate::command::Command;
 use crate::config::{self, Config, ConfigError};
 use crate::connections::Limits;
 use crate::dashboard::Dashboard;
-use crate::dns::{DnsSockets, Zone, saved};
+use crate::dns::{Answers, DnsSockets, Zone, saved};
 use crate::events::{Event, EventKind};
+use crate::health::PairHealth;
 use crate::notify::Notifier;
 use crate::overrides::Overrides;
 use crate::published::Published;
 use crate::serial::{Keeper, Stored};
+use crate::snapshot::Snapshot;
 use crate::state_dir::StateDir;
 use crate::status::Status;
 pub use tasks::TaskFailure;
 use tasks::Tasks;
-use writer::{HealthTask, Reconfigure};
+use writer::{Reconfigure, Writer, carried_pairs};
 
 /// How long shutdown waits for in-flight work before giving up on it.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -215,14 +218,13 @@ impl Agent {
         let published = Published {
             commands: command_tx,
             pull_now: Arc::default(),
-            zone: Arc::new(ArcSwap::from_pointee(Zone::not_ready(
-                &config,
-                serial.serial(),
-                &saved,
-            ))),
-            status: Arc::new(ArcSwap::from_pointee(Status::new(
-                config.clone(),
-                serial.serial(),
+            snapshot: Arc::new(ArcSwap::from_pointee(Snapshot::new(
+                Arc::new(Answers::new(Zone::not_ready(
+                    &config,
+                    serial.serial(),
+                    &saved,
+                ))),
+                Status::new(config.clone(), serial.serial()),
             ))),
             events: broadcast::channel(EVENT_BACKLOG).0,
             dns_queries: Arc::default(),
@@ -299,7 +301,7 @@ impl Agent {
         let limits = Limits::for_process(&config);
         let mut server = sockets
             .serve_capped(
-                published.zone.clone(),
+                published.snapshot.clone(),
                 published.dns_queries.clone(),
                 limits.dns_tcp.clone(),
             )
@@ -321,7 +323,8 @@ impl Agent {
         let mut tasks = Tasks::default();
         // Each configuration's probes stop with their own token (a reload) or with shutdown.
         let mut generation = shutdown.child_token();
-        spawn_probes(&mut tasks, &config, probes, &tx, &generation);
+        let fresh = vec![PairHealth::new(); config.pair_count()];
+        spawn_probes(&mut tasks, &config, probes, fresh, &tx, &generation);
         drop(tx);
         let (stop, limit) = (shutdown.clone(), limits.dashboard.clone());
         tasks.spawn("dashboard", async move {
@@ -332,12 +335,12 @@ impl Agent {
             until_shutdown(&stop)
         });
 
-        // Before the health task: it must not emit an event nobody is subscribed to yet.
+        // Before the writer: it must not emit an event nobody is subscribed to yet.
         let mut notify_task = notifier.map(|(notifier, events)| {
             notifier.start(
                 config.clone(),
                 events,
-                published.status.clone(),
+                published.snapshot.clone(),
                 published.notifications.clone(),
                 published.commands.clone(),
                 shutdown.clone(),
@@ -348,7 +351,7 @@ impl Agent {
         // Agreement: serve our observations, pull the others'.
         let (report_tx, peer_reports) = mpsc::channel(64);
         if let Some((server, secret)) = cluster {
-            let context = PeerContext::new(published.status.clone(), secret.clone());
+            let context = PeerContext::new(published.snapshot.clone(), secret.clone());
             let (stop, limit) = (shutdown.clone(), limits.peer_api.clone());
             tasks.spawn("peer API", async move {
                 server
@@ -360,7 +363,7 @@ impl Agent {
                 until_shutdown(&stop)
             });
             let pulls = pull::run(
-                published.status.clone(),
+                published.snapshot.clone(),
                 secret,
                 report_tx,
                 published.pull_now.clone(),
@@ -374,11 +377,11 @@ impl Agent {
             drop(report_tx);
         }
 
-        // Subscribed before the health task starts, so no transition is missed.
+        // Subscribed before the writer starts, so no transition is missed.
         let recorder = crate::history::recorder::run(
             published.history.clone(),
             state.clone(),
-            published.status.clone(),
+            published.snapshot.clone(),
             published.events.subscribe(),
             shutdown.clone(),
         );
@@ -388,9 +391,11 @@ impl Agent {
             until_shutdown(&stop)
         });
 
+        // The reload below seeds the new probes with the published pair states.
+        let snapshot = published.snapshot.clone();
         let (reconfigure, reconfigurations) = mpsc::channel(4);
-        let health = HealthTask::new(config.clone(), published, state, serial, overrides);
-        let mut health_task = tokio::spawn(health.run(
+        let writer = Writer::new(config.clone(), published, state, serial, overrides);
+        let mut writer_task = tokio::spawn(writer.run(
             rx,
             reconfigurations,
             peer_reports,
@@ -399,7 +404,7 @@ impl Agent {
         ));
         let mut current = config;
         // A JoinHandle must not be awaited again once it has completed.
-        let (mut health_done, mut notify_done) = (false, false);
+        let (mut writer_done, mut notify_done) = (false, false);
         let failed = |task: &str, why: String| {
             error!(task, error = %why, "a task failed; shutting down");
             Err(AgentError::Task(TaskFailure {
@@ -412,13 +417,13 @@ impl Agent {
                 // Shutdown first: a task that ends because of it must not read as a failure.
                 biased;
                 () = shutdown.cancelled() => break Ok(()),
-                result = &mut health_task => {
-                    health_done = true;
+                result = &mut writer_task => {
+                    writer_done = true;
                     // It returns only at shutdown; anything else leaves DNS frozen.
                     break match result {
                         Ok(()) if shutdown.is_cancelled() => Ok(()),
-                        Ok(()) => failed("health", "stopped before shutdown".into()),
-                        Err(e) => failed("health", tasks::describe(e)),
+                        Ok(()) => failed("writer", "stopped before shutdown".into()),
+                        Err(e) => failed("writer", tasks::describe(e)),
                     };
                 }
                 Some(done) = tasks.next() => {
@@ -440,13 +445,23 @@ impl Agent {
                     match load_for_reload(&current, &clients) {
                         Err(error) => error!(%error, file = %current.path.display(), "reload refused; still running on the previous configuration"),
                         Ok((new, probes)) => {
+                            // A pair the writer carries over keeps its pace: its probe starts
+                            // from the state published for it (see `carried_pairs`).
+                            let known = {
+                                let before = snapshot.load();
+                                let status = &before.status;
+                                carried_pairs(&status.config, &new)
+                                    .into_iter()
+                                    .map(|p| p.and_then(|p| status.pairs.get(p).cloned()).unwrap_or_default())
+                                    .collect()
+                            };
                             let (tx, rx) = mpsc::channel(channel_size(&new));
                             if reconfigure.send(Reconfigure { config: new.clone(), results: rx }).await.is_err() {
                                 break Ok(());
                             }
                             generation.cancel();
                             generation = shutdown.child_token();
-                            spawn_probes(&mut tasks, &new, probes, &tx, &generation);
+                            spawn_probes(&mut tasks, &new, probes, known, &tx, &generation);
                             limits.resize(&new);
                             current = new;
                         }
@@ -477,8 +492,8 @@ impl Agent {
                     warn!(task = %f.task, error = %f.why, "a task failed while shutting down");
                 }
             }
-            if !health_done && let Err(e) = (&mut health_task).await {
-                warn!(task = "health", error = %tasks::describe(e), "a task failed while shutting down");
+            if !writer_done && let Err(e) = (&mut writer_task).await {
+                warn!(task = "writer", error = %tasks::describe(e), "a task failed while shutting down");
             }
             if !server_task.is_finished() {
                 let _ = server_task.await;
@@ -533,16 +548,18 @@ fn spawn_probes(
     tasks: &mut Tasks,
     config: &Config,
     probes: Vec<Probe>,
-    results: &mpsc::Sender<Observation>,
+    known: Vec<PairHealth>,
+    results: &mpsc::Sender<PairResult>,
     generation: &CancellationToken,
 ) {
-    for (pair, probe) in probes.into_iter().enumerate() {
+    for ((pair, probe), known) in probes.into_iter().enumerate().zip(known) {
         let (n, c) = config.pair(pair);
         let name = format!("probe {}/{}", config.nodes[n].id, config.checks[c].id);
         let run = run_pair(
             pair,
             probe,
             config.checks[c].timing,
+            known,
             results.clone(),
             generation.clone(),
         );

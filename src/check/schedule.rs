@@ -1,4 +1,10 @@
-//! The probe loop of one (node, check) pair: probe, report, wait for the cadence health asks for.
+//! The probe loop of one (node, check) pair: probe, report (fire and forget), wait for the
+//! cadence of the pair's state as the probe itself knows it.
+//!
+//! As gdnsd's monitors do, a probe never waits on the writer: it folds its own results into a
+//! [`PairHealth`] with the same thresholds the writer uses (`health.rs`, pure), so both hold the
+//! same state and the probe knows when its next probe is due: `interval` while the pair is
+//! confirmed up and passing, `retry_interval` while it is in transition or down.
 //!
 //! Probes start on a fixed schedule measured from the start of the previous probe, or when the
 //! previous one ends if it took longer (a `retry_interval` shorter than the `timeout`): probes of
@@ -6,31 +12,32 @@
 //! `interval + (fall − 1) × max(retry_interval, timeout) + timeout` at most. Jitter only ever
 //! shortens a wait (by up to 10 %), so it spreads agents apart without breaking that bound.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rand::Rng;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Probe;
 use crate::config::Timing;
-use crate::health::{Cadence, ProbeResult};
+use crate::health::{Cadence, PairHealth, ProbeResult};
 
-/// One probe result on its way to the health task, which answers with the next cadence.
+/// One probe result on its way to the writer; nothing comes back.
 #[derive(Debug)]
-pub struct Observation {
+pub struct PairResult {
     pub pair: usize,
     pub result: ProbeResult,
-    pub reply: oneshot::Sender<Cadence>,
 }
 
-/// Probes until `shutdown`; results go to `results`.
+/// Probes until `shutdown`; results go to `results`. `known` is the pair's state to start from:
+/// new for a new pair, the state carried over by a reload otherwise.
 pub async fn run_pair(
     pair: usize,
     probe: Probe,
     timing: Timing,
-    results: mpsc::Sender<Observation>,
+    mut known: PairHealth,
+    results: mpsc::Sender<PairResult>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -39,22 +46,15 @@ pub async fn run_pair(
             result = probe.run(timing.timeout) => result,
             () = shutdown.cancelled() => return,
         };
-        let (reply, cadence) = oneshot::channel();
-        if results
-            .send(Observation {
-                pair,
-                result,
-                reply,
-            })
-            .await
-            .is_err()
-        {
+        known.observe(result.clone(), timing.rise, timing.fall, SystemTime::now());
+        let base = match known.cadence() {
+            Cadence::Steady => timing.interval,
+            Cadence::Retry => timing.retry_interval,
+        };
+        // Waits only for room in the channel (sized for every pair), never for the writer.
+        if results.send(PairResult { pair, result }).await.is_err() {
             return;
         }
-        let base = match cadence.await {
-            Ok(Cadence::Steady) => timing.interval,
-            Ok(Cadence::Retry) | Err(_) => timing.retry_interval,
-        };
         // The next probe is due `base` after this one started, or at once if this one took
         // longer (a retry_interval shorter than the timeout): probes of a pair never overlap.
         // Validation bounds every interval; a sum out of range still never panics here.
@@ -86,6 +86,48 @@ mod tests {
     use crate::check::HttpClients;
     use crate::config::{Check, CheckKind, Node, TcpCheck};
 
+    /// A TCP probe of `listener`'s port (expecting `expect`, if any), started under `timing`:
+    /// its task, its results and the token that stops it.
+    fn start_tcp(
+        listener: &std::net::TcpListener,
+        expect: Option<&str>,
+        timing: Timing,
+    ) -> (
+        tokio::task::JoinHandle<()>,
+        mpsc::Receiver<PairResult>,
+        CancellationToken,
+    ) {
+        let addr = listener.local_addr().unwrap();
+        let node = Node {
+            id: "n1".into(),
+            addresses: vec![addr.ip()],
+            probe_address: addr.ip(),
+            priority: 0,
+        };
+        let check = Check {
+            id: "port".into(),
+            kind: CheckKind::Tcp(TcpCheck {
+                port: addr.port(),
+                send: None,
+                expect: expect.map(String::from),
+            }),
+            timing,
+        };
+        let probe = Probe::new(&node, &check, &HttpClients::new().unwrap()).unwrap();
+        // Room for every result: nobody answers the probe, and it never waits for anyone.
+        let (results, observed) = mpsc::channel(16);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run_pair(
+            0,
+            probe,
+            timing,
+            PairHealth::new(),
+            results,
+            shutdown.clone(),
+        ));
+        (task, observed, shutdown)
+    }
+
     /// Probes of a pair whose retry_interval (100 ms) is shorter than its timeout (300 ms),
     /// against a real socket that never answers: each probe starts when the previous one ends,
     /// so results come exactly one timeout apart — not a retry_interval apart (overlapping
@@ -94,12 +136,6 @@ mod tests {
     async fn a_retry_shorter_than_the_timeout_starts_when_the_previous_probe_ends() {
         // Connections complete in the kernel's backlog; nothing is ever sent.
         let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let ip = silent.local_addr().unwrap().ip();
-        let kind = CheckKind::Tcp(TcpCheck {
-            port: silent.local_addr().unwrap().port(),
-            send: None,
-            expect: Some("a banner that never comes".into()),
-        });
         let ms = Duration::from_millis;
         let timing = Timing {
             interval: ms(1000),
@@ -108,32 +144,57 @@ mod tests {
             fall: 3,
             rise: 1,
         };
-        let node = Node {
-            id: "n1".into(),
-            addresses: vec![ip],
-            probe_address: ip,
-            priority: 0,
-        };
-        let check = Check {
-            id: "banner".into(),
-            kind,
-            timing,
-        };
-        let probe = Probe::new(&node, &check, &HttpClients::new().unwrap()).unwrap();
-        let (results, mut observed) = mpsc::channel(4);
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(run_pair(0, probe, timing, results, shutdown.clone()));
+        let (task, mut observed, shutdown) =
+            start_tcp(&silent, Some("a banner that never comes"), timing);
         let mut ends = Vec::new();
         for _ in 0..5 {
             let o = observed.recv().await.expect("the pair keeps probing");
             assert_eq!(o.result.error.as_deref(), Some("timeout after 300ms"));
             ends.push(Instant::now());
-            o.reply.send(Cadence::Retry).unwrap();
         }
         shutdown.cancel();
         task.await.unwrap();
         let gaps: Vec<Duration> = ends.windows(2).map(|w| w[1] - w[0]).collect();
         assert_eq!(gaps, [ms(300); 4]);
+    }
+
+    /// The probe's own state sets the pace, without the writer: `interval` while the pair is up
+    /// and passing, `retry_interval` as soon as a result fails (up, but in transition), on real
+    /// sockets (a listener that accepts, then none).
+    #[tokio::test]
+    async fn the_cadence_follows_the_state_the_probe_knows() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let ms = Duration::from_millis;
+        let timing = Timing {
+            interval: ms(500),
+            retry_interval: ms(50),
+            timeout: ms(200),
+            fall: 3,
+            rise: 1,
+        };
+        let (task, mut observed, shutdown) = start_tcp(&listener, None, timing);
+        let mut seen = Vec::new();
+        let mut listener = Some(listener);
+        for i in 0..5 {
+            let o = tokio::time::timeout(Duration::from_secs(5), observed.recv())
+                .await
+                .expect("a result within 5 s")
+                .expect("the pair keeps probing");
+            seen.push((Instant::now(), o.result.passed));
+            if i == 1 {
+                listener = None; // the port closes: every later probe is refused
+            }
+        }
+        drop(listener);
+        shutdown.cancel();
+        task.await.unwrap();
+        let passed: Vec<bool> = seen.iter().map(|s| s.1).collect();
+        assert_eq!(passed, [true, true, false, false, false]);
+        let gaps: Vec<Duration> = seen.windows(2).map(|w| w[1].0 - w[0].0).collect();
+        // After a pass (up, steady): interval less at most 10 % jitter.
+        assert!(gaps[0] >= ms(450) && gaps[1] >= ms(450), "{gaps:?}");
+        // After a failure (still up with fall 3, but in transition): retry_interval.
+        assert!(gaps[2] < ms(300) && gaps[3] < ms(300), "{gaps:?}");
     }
 
     #[test]

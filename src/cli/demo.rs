@@ -14,7 +14,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent::{Agent, AgentError};
 use crate::config;
-use crate::dns::Zone;
 
 const ZONE: &str = "ha.example.com";
 /// First DNS port tried; the next ones are tried when it is taken (mDNS daemons hold 5353).
@@ -198,12 +197,12 @@ pub async fn run(shutdown: CancellationToken) -> Result<(), String> {
     ))?;
     let dns = agent.dns_addrs()[0];
     let dashboard = agent.dashboard_addr();
-    let zone = agent.published().zone;
+    let snapshot = agent.published().snapshot;
     let agent_shutdown = shutdown.child_token();
     let agent_task = tokio::spawn(agent.run(agent_shutdown.clone()));
 
     print_intro(&nodes, dns, dashboard);
-    let watcher = tokio::spawn(watch_answers(zone, shutdown.clone()));
+    let watcher = tokio::spawn(watch_answers(snapshot, shutdown.clone()));
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
     loop {
@@ -318,7 +317,7 @@ fn print_commands() {
 }
 
 /// Prints every answer change, so the failover is visible without dig.
-async fn watch_answers(zone: Arc<arc_swap::ArcSwap<Zone>>, shutdown: CancellationToken) {
+async fn watch_answers(snapshot: crate::snapshot::Shared, shutdown: CancellationToken) {
     let mut last_serial = None;
     let mut ticker = tokio::time::interval(Duration::from_millis(100));
     loop {
@@ -326,7 +325,8 @@ async fn watch_answers(zone: Arc<arc_swap::ArcSwap<Zone>>, shutdown: Cancellatio
             _ = ticker.tick() => {}
             () = shutdown.cancelled() => return,
         }
-        let z = zone.load();
+        let current = snapshot.load();
+        let z = current.zone();
         if !z.ready || last_serial == Some(z.serial) {
             continue;
         }

@@ -22,12 +22,12 @@ pub const OBSERVATIONS_PATH: &str = "/v1/observations";
 
 /// What one agent tells the others: its own view of every pair it has a result for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Observations {
+pub struct PeerAnswer {
     /// The node id of the agent answering.
     pub agent: String,
     /// Its zone: agents of different zones must not vote together.
     pub zone: String,
-    pub observations: Vec<Observation>,
+    pub observations: Vec<PairVote>,
     /// Every manual override the agent knows (cleared ones too), to be merged by version.
     #[serde(default)]
     pub overrides: Vec<crate::overrides::Override>,
@@ -39,7 +39,7 @@ pub struct Observations {
 
 /// One agent's confirmed (rise/fall) state of one pair.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Observation {
+pub struct PairVote {
     pub node: String,
     pub check: String,
     pub up: bool,
@@ -50,18 +50,18 @@ pub struct Observation {
     pub error: Option<String>,
 }
 
-/// The result of pulling one peer, for the health task.
+/// The result of pulling one peer, for the writer.
 #[derive(Debug)]
 pub struct PeerReport {
     /// The peer's node id.
     pub peer: String,
-    pub result: Result<Observations, String>,
+    pub result: Result<PeerAnswer, String>,
     pub received_at: tokio::time::Instant,
 }
 
 /// How long a peer's observation of a pair counts: a few probe intervals plus a pull period.
 pub fn freshness(timing: &Timing, period: Duration) -> Duration {
-    // Saturating: validation bounds each term, and an overflow here would panic the health task.
+    // Saturating: validation bounds each term, and an overflow here would panic the writer.
     (timing.interval.saturating_mul(3))
         .saturating_add(timing.timeout)
         .saturating_add(period)

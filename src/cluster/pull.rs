@@ -1,5 +1,5 @@
 //! Pulls every other agent's observations on the peer API, once per `cluster.period`, and
-//! hands the results (or why a peer did not answer) to the health task.
+//! hands the results (or why a peer did not answer) to the writer.
 //!
 //! An answer is bounded by what the configuration can need (a vote per pair, an override per
 //! node and hostname), and every text in it that may end up in a log is made printable here.
@@ -7,17 +7,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::auth::{self, HEADER_AGENT, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIME, Secret};
-use super::{OBSERVATIONS_PATH, Observations, PeerReport};
+use super::{OBSERVATIONS_PATH, PeerAnswer, PeerReport};
 use crate::check::describe_error;
 use crate::connections::http::PEER_API_TIMEOUTS;
 use crate::overrides::printable;
-use crate::status::Status;
+use crate::snapshot;
 
 /// Biggest answer accepted from a peer, whatever the configuration.
 const MAX_BODY: usize = 8 * 1024 * 1024;
@@ -38,7 +37,7 @@ pub fn max_body(config: &crate::config::Config) -> usize {
 /// Runs until `shutdown`. The configuration (peers, period) is read from the status each
 /// round, so reloads apply.
 pub async fn run(
-    status: Arc<ArcSwap<Status>>,
+    published: snapshot::Shared,
     secret: Secret,
     reports: mpsc::Sender<PeerReport>,
     pull_now: Arc<tokio::sync::Notify>,
@@ -66,8 +65,8 @@ pub async fn run(
         }
     };
     loop {
-        let snapshot = status.load_full();
-        let config = &snapshot.config;
+        let snapshot = published.load_full();
+        let config = &snapshot.status.config;
         let (Some(cluster), Some(me)) = (&config.cluster, config.self_node) else {
             return;
         };
@@ -143,7 +142,7 @@ async fn fetch(
     peer: &str,
     zone: &str,
     max_body: usize,
-) -> Result<Observations, String> {
+) -> Result<PeerAnswer, String> {
     let nonce = auth::nonce();
     let time = auth::unix_now();
     let signature = secret.sign_request(me, time, &nonce, OBSERVATIONS_PATH);
@@ -182,7 +181,7 @@ async fn fetch(
     if !secret.verify_response(&nonce, &body, &their_signature) {
         return Err("the answer's signature does not verify (not the same cluster secret?)".into());
     }
-    let mut observations: Observations =
+    let mut observations: PeerAnswer =
         serde_json::from_slice(&body).map_err(|e| format!("unreadable answer: {e}"))?;
     for o in &mut observations.observations {
         if let Some(error) = &mut o.error {

@@ -12,7 +12,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -25,23 +24,23 @@ use tracing::{info, warn};
 use super::auth::{
     self, HEADER_AGENT, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIME, MAX_SKEW, NonceCache, Secret,
 };
-use super::{OBSERVATIONS_PATH, Observation, Observations};
+use super::{OBSERVATIONS_PATH, PairVote, PeerAnswer};
 use crate::connections::Limiter;
 use crate::connections::http::{CappedListener, PEER_API_TIMEOUTS, Peer};
 use crate::health::State as Health;
-use crate::status::Status;
+use crate::snapshot;
 
-/// What the handler needs: the current status (own observations) and the secret.
+/// What the handler needs: the published snapshot (own observations) and the secret.
 pub struct PeerContext {
-    pub status: Arc<ArcSwap<Status>>,
+    pub snapshot: snapshot::Shared,
     pub secret: Secret,
     seen: Mutex<NonceCache>,
 }
 
 impl PeerContext {
-    pub fn new(status: Arc<ArcSwap<Status>>, secret: Secret) -> Arc<Self> {
+    pub fn new(snapshot: snapshot::Shared, secret: Secret) -> Arc<Self> {
         Arc::new(Self {
-            status,
+            snapshot,
             secret,
             seen: Mutex::new(NonceCache::default()),
         })
@@ -100,7 +99,8 @@ async fn observations(
     ConnectInfo(Peer(from)): ConnectInfo<Peer>,
     headers: HeaderMap,
 ) -> Response {
-    let status = context.status.load();
+    let snapshot = context.snapshot.load();
+    let status = &snapshot.status;
     let header = |name: &str| {
         headers
             .get(name)
@@ -158,7 +158,7 @@ async fn observations(
             }
             let (n, c) = config.pair(p);
             let last = health.last_result.as_ref();
-            Some(Observation {
+            Some(PairVote {
                 node: config.nodes[n].id.clone(),
                 check: config.checks[c].id.clone(),
                 up: health.state == Health::Up,
@@ -177,7 +177,7 @@ async fn observations(
             })
         })
         .collect();
-    let body = Observations {
+    let body = PeerAnswer {
         agent: me.unwrap_or_default().to_string(),
         zone: config.zone.to_ascii().trim_end_matches('.').to_string(),
         observations,

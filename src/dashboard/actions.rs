@@ -24,7 +24,7 @@ use crate::overrides::{Kind, Override, Refused, Request};
 
 /// The header API clients put the token in.
 pub const CSRF_HEADER: &str = "x-failoverd-csrf";
-/// How long an action waits for the health task.
+/// How long an action waits for the writer.
 const APPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub async fn csrf_token(State(state): State<DashboardState>) -> Response {
@@ -116,7 +116,8 @@ async fn apply(
     state: &DashboardState,
     mut request: Request,
 ) -> Result<Override, (StatusCode, String)> {
-    let status = state.published.status.load();
+    let snapshot = state.published.snapshot.load();
+    let status = &snapshot.status;
     let here = status
         .config
         .self_node

@@ -1,7 +1,7 @@
 //! `/metrics`: the agent's state in the Prometheus/OpenMetrics text format, via the official
 //! `prometheus-client` crate.
 //!
-//! Nothing is kept twice: gauges are read from the published status and zone at scrape time (a
+//! Nothing is kept twice: gauges are read from one load of the published snapshot at scrape time (a
 //! [`Collector`]), DNS response counts from the DNS handler's atomics, and the few counters that
 //! the status cannot give (answer changes, check transitions) are counted from the event stream.
 //!
@@ -178,8 +178,9 @@ type Labels = Vec<(&'static str, String)>;
 impl Collector for Source {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         // The same reading the page and the API use, so the three never disagree.
-        let view = StatusView::build(&self.published, SystemTime::now());
-        let status = self.published.status.load();
+        let snapshot = self.published.snapshot.load();
+        let view = StatusView::from_snapshot(&snapshot, SystemTime::now());
+        let status = &snapshot.status;
         let config = &status.config;
         let gauge = |v: f64| ConstGauge::new(v);
 

@@ -1,7 +1,7 @@
 //! The localhost dashboard: the HTML page at `/`, the JSON API at `/api/v1/status`, Prometheus
 //! metrics at `/metrics`, and the client side of `failoverd status`.
 //!
-//! Everything here only reads what the health task publishes ([`Published`]): the page shows the
+//! Everything here only reads what the writer publishes ([`Published`]): the page shows the
 //! same zone snapshot DNS serves, so what an operator sees is what resolvers get.
 //!
 //! ```text

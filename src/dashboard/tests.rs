@@ -18,10 +18,11 @@ use super::view::StatusView;
 use super::{DashboardState, Peer, router};
 use crate::config::{self, Config};
 use crate::decide::decide;
-use crate::dns::zone;
+use crate::dns::{Answers, zone};
 use crate::events::{Event, EventKind};
 use crate::health::ProbeResult;
 use crate::published::Published;
+use crate::snapshot::Snapshot;
 use crate::status::Status;
 
 /// A secret that appears in the configuration and must appear in no answer.
@@ -97,7 +98,7 @@ fn published(ready: bool) -> Published {
                     to_nodes: vec!["node2".into()],
                     from: vec!["127.0.40.1".parse().unwrap()],
                     to: vec!["127.0.40.2".parse().unwrap()],
-                    reason: "healthy".into(),
+                    reason: crate::decide::Reason::Healthy,
                     cause: vec!["node1 web: HTTP 503".into()],
                 },
             }),
@@ -109,8 +110,10 @@ fn published(ready: bool) -> Published {
         crate::dns::Zone::not_ready(&config, status.serial, &[])
     };
     Published {
-        zone: Arc::new(ArcSwap::from_pointee(zone)),
-        status: Arc::new(ArcSwap::from_pointee(status)),
+        snapshot: Arc::new(ArcSwap::from_pointee(Snapshot::new(
+            Arc::new(Answers::new(zone)),
+            status,
+        ))),
         events: broadcast::channel(16).0,
         dns_queries: Arc::default(),
         notifications: Arc::default(),
@@ -276,12 +279,14 @@ async fn the_page_shows_answers_reasons_rows_and_events() {
 #[tokio::test]
 async fn the_page_escapes_what_it_shows() {
     let p = published(true);
-    let mut status = (**p.status.load()).clone();
+    let current = p.snapshot.load_full();
+    let mut status = current.status.clone();
     status.pairs[0].last_result = Some(ProbeResult::fail(
         Duration::ZERO,
         "<img src=x onerror=alert(1)>",
     ));
-    p.status.store(Arc::new(status));
+    p.snapshot
+        .store(Arc::new(Snapshot::new(current.answers.clone(), status)));
     let html = get(&p, "/").await.body;
     assert!(!html.contains("<img src=x"), "error text is escaped");
     assert!(html.contains("&#60;img src=x") || html.contains("&lt;img src=x"));
@@ -414,7 +419,7 @@ async fn metrics_pass_a_prometheus_parser_and_carry_the_state() {
                 to_nodes: vec![],
                 from: vec![],
                 to: vec![],
-                reason: "healthy".into(),
+                reason: crate::decide::Reason::Healthy,
                 cause: vec![],
             })))
             .unwrap();

@@ -1,5 +1,5 @@
 //! The agent's picture as one plain value: what `/api/v1/status` returns, what the page and
-//! `failoverd status` render. Built from one reading of the published status and zone.
+//! `failoverd status` render. Built from one load of the published snapshot (status and zone).
 //!
 //! The field names are the JSON API (`/api/v1`): add fields freely, never rename or remove one.
 
@@ -14,6 +14,7 @@ use crate::decide::{Decision, Reason};
 use crate::events::Event;
 use crate::health::{PairHealth, State};
 use crate::published::Published;
+use crate::snapshot::Snapshot;
 use crate::status::{Effective, Status};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -167,11 +168,15 @@ pub struct EventView {
 }
 
 impl StatusView {
-    /// Reads the published status and zone once each and builds the view.
+    /// Reads the published snapshot once and builds the view.
     pub fn build(published: &Published, now: SystemTime) -> Self {
-        let status = published.status.load();
-        let zone = published.zone.load();
-        Self::from_parts(&status.config, &status, &zone, now)
+        Self::from_snapshot(&published.snapshot.load(), now)
+    }
+
+    /// The view of one snapshot: its status and the zone it serves, from the same moment.
+    pub fn from_snapshot(snapshot: &Snapshot, now: SystemTime) -> Self {
+        let status = &snapshot.status;
+        Self::from_parts(&status.config, status, snapshot.zone(), now)
     }
 
     pub fn from_parts(

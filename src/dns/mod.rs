@@ -1,7 +1,9 @@
 //! The embedded authoritative DNS server: sockets, the hickory request handler, and EDNS.
 //!
-//! The handler loads the current [`Zone`] from an `ArcSwap` and answers from it; it never waits
-//! on a lock or on I/O. Answer rules live in [`respond`], the zone's contents in [`zone`].
+//! Every answer comes from the [`Answers`] in force: a zone with its UDP wire answers prebuilt,
+//! built once by the one writer and loaded from an `ArcSwap` (the published snapshot, through
+//! [`Serves`]); the answer path never waits on a lock, on I/O or on a log line. Answer rules
+//! live in [`respond`], the zone's contents in [`zone`].
 
 mod mmsg;
 pub mod respond;
@@ -35,21 +37,60 @@ pub use zone::Zone;
 /// fragmentation on any common path). Larger answers are truncated and retried over TCP.
 pub const EDNS_PAYLOAD: u16 = 1232;
 
-/// Answers queries from the zone currently published by the health task.
-pub struct ZoneHandler {
-    zone: Arc<ArcSwap<Zone>>,
+/// What DNS serves: one zone, and its UDP answers encoded once in wire form (see `udp`). The
+/// one writer builds it when the zone changes; DNS threads only read it.
+pub struct Answers {
+    zone: Zone,
+    wire: udp::Table,
+}
+
+impl Answers {
+    pub fn new(zone: Zone) -> Self {
+        let wire = udp::Table::build(&zone);
+        Self { zone, wire }
+    }
+
+    pub fn zone(&self) -> &Zone {
+        &self.zone
+    }
+}
+
+impl std::fmt::Debug for Answers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answers")
+            .field("zone", &self.zone)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A published value that holds the answers in force: the agent's snapshot
+/// (`snapshot::Snapshot`), or bare [`Answers`] (tests, the fuzz target). The DNS server loads
+/// it from an `ArcSwap` for every query (TCP) or batch of queries (UDP).
+pub trait Serves: Send + Sync + 'static {
+    fn answers(&self) -> &Answers;
+}
+
+impl Serves for Answers {
+    fn answers(&self) -> &Answers {
+        self
+    }
+}
+
+/// Answers queries from the answers currently published by the one writer.
+pub struct QueryHandler<S> {
+    source: Arc<ArcSwap<S>>,
     /// Responses by code, for `/metrics`.
     queries: Arc<QueryCounters>,
 }
 
-impl ZoneHandler {
-    pub fn new(zone: Arc<ArcSwap<Zone>>) -> Self {
-        Self::with_counters(zone, Arc::default())
+impl<S: Serves> QueryHandler<S> {
+    pub fn new(source: Arc<ArcSwap<S>>) -> Self {
+        Self::with_counters(source, Arc::default())
     }
 
     /// A handler that counts its responses into `queries` (shared with the metrics endpoint).
-    pub fn with_counters(zone: Arc<ArcSwap<Zone>>, queries: Arc<QueryCounters>) -> Self {
-        Self { zone, queries }
+    pub fn with_counters(source: Arc<ArcSwap<S>>, queries: Arc<QueryCounters>) -> Self {
+        Self { source, queries }
     }
 }
 
@@ -106,7 +147,7 @@ fn rcode_name(code: usize) -> String {
 }
 
 #[async_trait::async_trait]
-impl RequestHandler for ZoneHandler {
+impl<S: Serves> RequestHandler for QueryHandler<S> {
     async fn handle_request<R: ResponseHandler, T: Time>(
         &self,
         request: &Request,
@@ -143,9 +184,14 @@ impl RequestHandler for ZoneHandler {
             return send(&mut response_handle, response, &request.metadata).await;
         }
 
-        let zone = self.zone.load();
+        let current = self.source.load();
         let query = &request.queries.queries()[0];
-        let answer = respond::respond(&zone, query.name(), query.query_type(), query.query_class());
+        let answer = respond::respond(
+            current.answers().zone(),
+            query.name(),
+            query.query_type(),
+            query.query_class(),
+        );
         metadata.response_code = answer.rcode;
         self.queries.record(answer.rcode);
         metadata.authoritative = answer.authoritative;
@@ -251,24 +297,24 @@ impl DnsSockets {
 
     /// Starts serving, from within the tokio runtime, with a default cap on TCP connections
     /// (tests; the agent sizes the cap from the descriptor limit, see `serve_capped`).
-    pub fn serve(
+    pub fn serve<S: Serves>(
         self,
-        zone: Arc<ArcSwap<Zone>>,
+        source: Arc<ArcSwap<S>>,
         queries: Arc<QueryCounters>,
     ) -> io::Result<DnsServer> {
         let cap = Cap {
             total: 256,
             per_source: 64,
         };
-        self.serve_capped(zone, queries, Arc::new(Limiter::new("DNS TCP", cap)))
+        self.serve_capped(source, queries, Arc::new(Limiter::new("DNS TCP", cap)))
     }
 
     /// Starts serving, from within the tokio runtime; the returned server stops with
     /// `shutdown_gracefully`. Responses are counted into `queries`; TCP connections are held
     /// within `tcp_limit`. Fails only if a thread cannot be started.
-    pub fn serve_capped(
+    pub fn serve_capped<S: Serves>(
         self,
-        zone: Arc<ArcSwap<Zone>>,
+        source: Arc<ArcSwap<S>>,
         queries: Arc<QueryCounters>,
         tcp_limit: Arc<Limiter>,
     ) -> io::Result<DnsServer> {
@@ -278,8 +324,8 @@ impl DnsSockets {
         let shutdown = CancellationToken::new();
         let runtime = tokio::runtime::Handle::current();
         for socket in self.udp {
-            let (zone, queries, shutdown, runtime) = (
-                zone.clone(),
+            let (source, queries, shutdown, runtime) = (
+                source.clone(),
                 queries.clone(),
                 shutdown.clone(),
                 runtime.clone(),
@@ -290,7 +336,7 @@ impl DnsSockets {
                     // A panic here would silently end UDP answering on this socket: stop the
                     // whole server instead, so the agent exits non-zero and is restarted.
                     let stop = shutdown.clone();
-                    let serve = || udp::serve(socket, zone, queries, shutdown, runtime);
+                    let serve = || udp::serve(socket, source, queries, shutdown, runtime);
                     if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(serve)) {
                         let message = payload
                             .downcast_ref::<&str>()
@@ -302,7 +348,7 @@ impl DnsSockets {
                     }
                 })?;
         }
-        let handler = Arc::new(ZoneHandler::with_counters(zone, queries));
+        let handler = Arc::new(QueryHandler::with_counters(source, queries));
         let mut tcp = JoinSet::new();
         for listener in self.tcp {
             tcp.spawn(tcp::serve(

@@ -32,8 +32,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::ZoneHandler;
 use super::udp::Capture;
+use super::{QueryHandler, Serves};
 use crate::connections::{self, Limiter, Slot};
 
 /// How long a client has to send its next whole message (length and body) after the previous
@@ -45,9 +45,9 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 const INITIAL_BUFFER: usize = 512;
 
 /// Serves `listener` until `shutdown`; `Err` only if the listener itself fails.
-pub(super) async fn serve(
+pub(super) async fn serve<S: Serves>(
     listener: TcpListener,
-    handler: Arc<ZoneHandler>,
+    handler: Arc<QueryHandler<S>>,
     limiter: Arc<Limiter>,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
@@ -76,10 +76,10 @@ pub(super) async fn serve(
 }
 
 /// Answers the messages of one connection until it closes, falls silent or misbehaves.
-async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
+async fn connection<S: AsyncRead + AsyncWrite + Unpin, A: Serves>(
     mut stream: S,
     from: SocketAddr,
-    handler: &ZoneHandler,
+    handler: &QueryHandler<A>,
     slot: &Slot,
 ) {
     loop {
@@ -140,8 +140,8 @@ async fn read_body<S: AsyncRead + Unpin>(
 }
 
 /// The framed answer to `message` (length prefix included); `None`: not a query, close.
-pub(super) async fn answer(
-    handler: &ZoneHandler,
+pub(super) async fn answer<S: Serves>(
+    handler: &QueryHandler<S>,
     message: Vec<u8>,
     from: SocketAddr,
 ) -> Option<Vec<u8>> {

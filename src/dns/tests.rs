@@ -15,7 +15,7 @@ use hickory_server::server::{Request, RequestHandler};
 use super::respond::respond;
 use super::udp::Capture;
 use super::zone::{Zone, build};
-use super::{DnsSockets, EDNS_PAYLOAD, QueryCounters, ZoneHandler, bind_socket};
+use super::{Answers, DnsSockets, EDNS_PAYLOAD, QueryCounters, QueryHandler, bind_socket};
 use crate::config::{Config, parse};
 use crate::decide::{Decision, Reason};
 use socket2::Type;
@@ -393,7 +393,7 @@ fn records_carry_the_configured_ttls_and_the_serial() {
 }
 
 async fn ask(message: &Message) -> Message {
-    let handler = ZoneHandler::new(Arc::new(ArcSwap::from_pointee(zone())));
+    let handler = QueryHandler::new(Arc::new(ArcSwap::from_pointee(Answers::new(zone()))));
     let src: SocketAddr = "127.0.0.1:5000".parse().unwrap();
     let request = Request::from_bytes(message.to_vec().unwrap(), src, Protocol::Udp).unwrap();
     let capture = Capture::default();
@@ -543,7 +543,10 @@ async fn udp_answers_from_a_lower_priority_thread_both_paths_and_frees_the_port_
     let addr = sockets.local_addrs()[0];
     let counters = Arc::new(QueryCounters::default());
     let mut server = sockets
-        .serve(Arc::new(ArcSwap::from_pointee(zone())), counters.clone())
+        .serve(
+            Arc::new(ArcSwap::from_pointee(Answers::new(zone()))),
+            counters.clone(),
+        )
         .unwrap();
     let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
 
@@ -676,7 +679,7 @@ async fn udp_answers_too_large_are_whole_messages_with_tc_and_the_opt() {
     let addr = sockets.local_addrs()[0];
     let mut server = sockets
         .serve(
-            Arc::new(ArcSwap::from_pointee(wide_zone(45))),
+            Arc::new(ArcSwap::from_pointee(Answers::new(wide_zone(45)))),
             Arc::default(),
         )
         .unwrap();
@@ -735,7 +738,10 @@ async fn the_do_bit_is_copied_back_on_both_paths_and_only_when_set() {
     let sockets = DnsSockets::bind(&["127.0.0.1:0".parse().unwrap()]).unwrap();
     let addr = sockets.local_addrs()[0];
     let mut server = sockets
-        .serve(Arc::new(ArcSwap::from_pointee(zone())), Arc::default())
+        .serve(
+            Arc::new(ArcSwap::from_pointee(Answers::new(zone()))),
+            Arc::default(),
+        )
         .unwrap();
     let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     // A prebuilt answer (fast path) and a name outside the zone (the hickory handler).
@@ -756,7 +762,7 @@ async fn prebuilt_answers_are_compressed_against_the_question_whatever_its_case(
     let addr = sockets.local_addrs()[0];
     let mut server = sockets
         .serve(
-            Arc::new(ArcSwap::from_pointee(wide_zone(5))),
+            Arc::new(ArcSwap::from_pointee(Answers::new(wide_zone(5)))),
             Arc::default(),
         )
         .unwrap();

@@ -3,7 +3,8 @@
 //!
 //! hickory-server's UDP path costs ~5 µs a query (a task, a full `Message` parse, records
 //! re-encoded with compression, a channel hop to the socket task): about half of what NSD or gdnsd
-//! answer per core. Here, for each zone snapshot, every (name, type) answer is encoded once,
+//! answer per core. Here, for each zone, every (name, type) answer is encoded once (by the one
+//! writer, when it publishes the zone: see [`super::Answers`]),
 //! compressed against its own question name (which every query for it has at the same offsets);
 //! a query is then a header check, a lowercase name, a hash lookup and a copy into the response
 //! buffer. Whatever the fast path is
@@ -38,7 +39,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::mmsg::{Inbox, Outbox};
-use super::{EDNS_PAYLOAD, QueryCounters, Zone, ZoneHandler, respond};
+use super::{Answers, EDNS_PAYLOAD, QueryCounters, QueryHandler, Serves, Zone, respond};
 
 /// Types with their own prebuilt answer; every other type gets the `OTHER` slot (NODATA).
 const SLOTS: [RecordType; 5] = [
@@ -59,10 +60,8 @@ struct Prebuilt {
     body: Box<[u8]>,
 }
 
-/// The fast path's view of one zone snapshot.
-struct Table {
-    /// The snapshot this table was built from (kept alive so the pointer check cannot be fooled).
-    zone: Arc<Zone>,
+/// The fast path's view of one zone: built once per zone, read by every UDP thread.
+pub(super) struct Table {
     /// Lowercase wire-format names → answers by slot.
     names: HashMap<Box<[u8]>, [Prebuilt; SLOTS.len() + 1], foldhash::fast::RandomState>,
     /// Lowercase wire-format origin: names ending in it are in the zone.
@@ -130,13 +129,13 @@ fn encode(
 }
 
 impl Table {
-    fn build(zone: Arc<Zone>) -> Self {
+    pub(super) fn build(zone: &Zone) -> Self {
         let origin = wire(&zone.origin);
         let mut names = HashMap::with_hasher(foldhash::fast::RandomState::default());
         // Before the first round too: the static data is answered at once, and a hostname
         // with no answer yet has its SERVFAIL prebuilt like any other answer.
         let answer = |name: &LowerName, qtype| {
-            let r = respond::respond(&zone, name, qtype, DNSClass::IN);
+            let r = respond::respond(zone, name, qtype, DNSClass::IN);
             encode(
                 Some(&Name::from(name.clone())),
                 [r.answers, r.authority, r.additional],
@@ -159,7 +158,6 @@ impl Table {
         }
         let nxdomain = encode(None, [&[], &zone.soa, &[]], true, ResponseCode::NXDomain);
         Table {
-            zone,
             names,
             origin: origin.into_boxed_slice(),
             nxdomain,
@@ -246,7 +244,12 @@ fn parse(q: &[u8], name: &mut Vec<u8>) -> Option<Question> {
 
 impl Table {
     /// Writes the response into `out`; false when the slow path must answer.
-    fn answer(&self, q: &[u8], name: &mut Vec<u8>, out: &mut Vec<u8>) -> Option<ResponseCode> {
+    pub(super) fn answer(
+        &self,
+        q: &[u8],
+        name: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+    ) -> Option<ResponseCode> {
         let question = parse(q, name)?;
         let qtype = RecordType::from(question.qtype);
         let prebuilt = match self.names.get(name.as_slice()) {
@@ -370,20 +373,19 @@ fn lower_priority_or_warn() {
 /// sleeps in `recvmmsg` as gdnsd's and NSD's do. The same loop as a tokio task answered about
 /// 10 % fewer queries per core (an `epoll_wait`, an empty `recvmmsg` and a task wake-up each
 /// time the queue ran dry). `runtime` runs the slow path, which does no I/O of its own.
-pub(super) fn serve(
+pub(super) fn serve<S: Serves>(
     socket: std::net::UdpSocket,
-    zone: Arc<ArcSwap<Zone>>,
+    source: Arc<ArcSwap<S>>,
     queries: Arc<QueryCounters>,
     shutdown: CancellationToken,
     runtime: tokio::runtime::Handle,
 ) {
     lower_priority_or_warn();
-    let handler = ZoneHandler::with_counters(zone.clone(), queries.clone());
+    let handler = QueryHandler::with_counters(source.clone(), queries.clone());
     let fd = socket.as_raw_fd();
     let mut inbox = Inbox::default();
     let mut outbox = Outbox::default();
     let mut name = Vec::with_capacity(256);
-    let mut table = Table::build(zone.load_full());
     while !shutdown.is_cancelled() {
         let received = match inbox.recv(fd) {
             Ok(n) => n,
@@ -395,12 +397,9 @@ pub(super) fn serve(
                 continue;
             }
         };
-        {
-            let current = zone.load();
-            if !Arc::ptr_eq(&current, &table.zone) {
-                table = Table::build(Arc::clone(&current));
-            }
-        }
+        // The answers in force for this batch: one load, no lock; the writer built the table.
+        let current = source.load();
+        let table = &current.answers().wire;
         for i in 0..received {
             let (query, from) = inbox.get(i);
             if query.len() < 12 || query[2] & 0x80 != 0 {
@@ -442,18 +441,18 @@ pub(super) fn serve(
 /// answer is a well-formed message and that the two paths agree.
 #[doc(hidden)]
 pub struct Answerer {
-    table: Table,
-    handler: ZoneHandler,
+    answers: Arc<ArcSwap<Answers>>,
+    handler: QueryHandler<Answers>,
     runtime: tokio::runtime::Runtime,
     name: Vec<u8>,
 }
 
 impl Answerer {
     pub fn new(zone: Zone) -> Self {
-        let zone = Arc::new(zone);
+        let answers = Arc::new(ArcSwap::from_pointee(Answers::new(zone)));
         Self {
-            table: Table::build(zone.clone()),
-            handler: ZoneHandler::new(Arc::new(ArcSwap::new(zone))),
+            handler: QueryHandler::new(answers.clone()),
+            answers,
             runtime: tokio::runtime::Builder::new_current_thread()
                 .build()
                 .expect("a current-thread runtime"),
@@ -469,7 +468,10 @@ impl Answerer {
     /// The prebuilt answer, when the fast path has one.
     pub fn fast(&mut self, query: &[u8]) -> Option<Vec<u8>> {
         let mut out = Vec::new();
-        self.table.answer(query, &mut self.name, &mut out)?;
+        self.answers
+            .load()
+            .wire
+            .answer(query, &mut self.name, &mut out)?;
         Some(out)
     }
 
@@ -481,7 +483,11 @@ impl Answerer {
 }
 
 /// The hickory path: parse the whole message and run the request handler.
-async fn slow(handler: &ZoneHandler, query: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
+async fn slow<S: Serves>(
+    handler: &QueryHandler<S>,
+    query: &[u8],
+    src: SocketAddr,
+) -> Option<Vec<u8>> {
     let request = match Request::from_bytes(query.to_vec(), src, Protocol::Udp) {
         Ok(request) => request,
         Err(_) => {

@@ -1,7 +1,7 @@
 //! The zone as DNS records, built whole from the configuration and the current decisions.
 //!
-//! A `Zone` is an immutable value: the health task builds a new one on every change and swaps it
-//! in; queries only read it. Every RRset a query can ask for is prebuilt here, so answering is a
+//! A `Zone` is an immutable value: the writer builds a new one on every change and publishes it
+//! (in `dns::Answers`, within the snapshot); queries only read it. Every RRset a query can ask for is prebuilt here, so answering is a
 //! hash lookup and a slice.
 
 use std::collections::HashMap;

@@ -8,7 +8,7 @@
 //! series). Series of pairs and hostnames no longer configured are dropped. A change is about
 //! 60 bytes in the file, so the file stays below about 6 MB.
 //!
-//! The [`recorder`] fills it from the events the health task broadcasts, and resyncs from the
+//! The [`recorder`] fills it from the events the writer broadcasts, and resyncs from the
 //! published status (start, reloads, a lagging receiver).
 
 pub mod recorder;

@@ -1,4 +1,4 @@
-//! The task that fills the history: it follows the events the health task broadcasts (check
+//! The task that fills the history: it follows the events the writer broadcasts (check
 //! down/up, answer changed) and, every second, resyncs from the published status what events
 //! do not carry (the first results and answers at start, pairs a reload added, whatever a
 //! lagging receiver missed). Writes the file when it changed (at most every
@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use arc_swap::ArcSwap;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -17,6 +16,7 @@ use tracing::{info, warn};
 use super::{FILE, Key, Shared, Value};
 use crate::events::{Event, EventKind};
 use crate::health::State;
+use crate::snapshot;
 use crate::state_dir::StateDir;
 use crate::status::Status;
 
@@ -33,7 +33,7 @@ const RESYNC_PATIENCE: Duration = Duration::from_secs(10);
 pub async fn run(
     history: Shared,
     state: StateDir,
-    status: Arc<ArcSwap<Status>>,
+    snapshot: snapshot::Shared,
     mut events: broadcast::Receiver<Arc<Event>>,
     shutdown: CancellationToken,
 ) -> Result<(), String> {
@@ -63,12 +63,12 @@ pub async fn run(
                 Err(RecvError::Closed) => open = false,
             },
             _ = tick.tick() => {
-                recorder.resync(&status.load(), SystemTime::now());
+                recorder.resync(&snapshot.load().status, SystemTime::now());
                 recorder.maybe_write(false).await;
             }
         }
     }
-    recorder.resync(&status.load(), SystemTime::now());
+    recorder.resync(&snapshot.load().status, SystemTime::now());
     recorder.maybe_write(true).await;
     Ok(())
 }

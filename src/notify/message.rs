@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::{Config, format_duration};
+use crate::decide::Reason;
 use crate::events::{Event, EventKind, kind_name};
 use crate::health::State;
 use crate::status::Status;
@@ -101,8 +102,8 @@ pub fn compose(config: &Config, status: &Status, events: &[Arc<Event>], now: Sys
     for event in events {
         let _ = writeln!(body, "  {}  {}", clock(event.at), long_line(event));
         if let EventKind::AnswerChanged { cause, reason, .. } = &event.kind {
-            if reason != "healthy" {
-                let _ = writeln!(body, "            {reason}");
+            if *reason != Reason::Healthy {
+                let _ = writeln!(body, "            {}", reason.describe());
             }
             if !cause.is_empty() {
                 let _ = writeln!(body, "            because: {}", cause.join("; "));
@@ -155,11 +156,10 @@ pub fn compose(config: &Config, status: &Status, events: &[Arc<Event>], now: Sys
         } else {
             nodes.join(", ")
         };
-        let reason = decision.reason.describe();
-        let note = if reason == "healthy" {
+        let note = if decision.reason == Reason::Healthy {
             String::new()
         } else {
-            format!("   [{reason}]")
+            format!("   [{}]", decision.reason.describe())
         };
         let _ = writeln!(body, "  {fqdn:<width$}  {answer}{note}");
     }
@@ -301,7 +301,7 @@ pub fn webhook_json(config: &Config, event: &Event) -> serde_json::Value {
             "to_nodes": to_nodes,
             "from": from.iter().map(IpAddr::to_string).collect::<Vec<_>>(),
             "to": to.iter().map(IpAddr::to_string).collect::<Vec<_>>(),
-            "reason": reason,
+            "reason": reason.describe(),
             "cause": cause,
         }),
         EventKind::PublishFailed { error } => serde_json::json!({ "error": error }),

@@ -1,11 +1,11 @@
 //! Notifications: the agent's events, mailed (SMTP, lettre) and posted (webhook), off the hot path.
 //!
 //! ```text
-//! health task ──broadcast──► dispatcher ──try_send──► bounded queue ──► email worker (digest, retry)
+//! writer ──broadcast──► dispatcher ──try_send──► bounded queue ──► email worker (digest, retry)
 //!   (never waits)            (filters)              └──────────────► webhook worker (retry)
 //! ```
 //!
-//! The health task's `broadcast::send` never blocks; the dispatcher only filters and `try_send`s,
+//! The writer's `broadcast::send` never blocks; the dispatcher only filters and `try_send`s,
 //! dropping (with a warning) when a queue is full; workers do the slow I/O. So a dead SMTP server
 //! can cost at most memory for a bounded backlog, never a probe or a DNS answer.
 
@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use arc_swap::ArcSwap;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -26,7 +25,7 @@ use tracing::{info, warn};
 
 use crate::config::{Config, ConfigError, EventFilter};
 use crate::events::Event;
-use crate::status::Status;
+use crate::snapshot;
 
 pub use email::EmailSender;
 pub use webhook::WebhookSender;
@@ -44,9 +43,6 @@ pub struct NotifyCounters {
 const QUEUE_CAPACITY: usize = 512;
 /// Most events in one digest message: enough for a whole-site outage, small enough to read.
 const MAX_DIGEST_EVENTS: usize = 50;
-/// How long a message waits for the status view to include its newest event (the health task
-/// republishes right after emitting; this only covers the scheduling gap).
-const STATUS_WAIT: Duration = Duration::from_secs(1);
 
 /// Why a delivery attempt failed, in operator words.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,13 +91,13 @@ impl Notifier {
     }
 
     /// Starts the dispatcher and one worker per channel. `events` must be subscribed before the
-    /// health task runs. The returned task ends once `shutdown` is cancelled and what was queued
+    /// writer runs. The returned task ends once `shutdown` is cancelled and what was queued
     /// has been sent or given up on; the caller bounds that wait.
     pub fn start(
         self,
         config: Arc<Config>,
         events: broadcast::Receiver<Arc<Event>>,
-        status: Arc<ArcSwap<Status>>,
+        snapshot: snapshot::Shared,
         counters: Arc<NotifyCounters>,
         commands: mpsc::Sender<crate::command::Command>,
         shutdown: CancellationToken,
@@ -127,7 +123,7 @@ impl Notifier {
             };
             let channel = EmailChannel {
                 sender,
-                status: status.clone(),
+                snapshot: snapshot.clone(),
             };
             start_worker(
                 channel,
@@ -161,7 +157,7 @@ impl Notifier {
                 &report,
             );
         }
-        tasks.spawn(dispatch(events, outputs, status.clone(), shutdown));
+        tasks.spawn(dispatch(events, outputs, snapshot.clone(), shutdown));
         // A worker's panic is the notifier's: the agent sees it on the returned handle.
         tokio::spawn(async move {
             while let Some(done) = tasks.join_next().await {
@@ -234,13 +230,13 @@ struct Output {
 async fn dispatch(
     mut events: broadcast::Receiver<Arc<Event>>,
     outputs: Vec<Output>,
-    status: Arc<ArcSwap<Status>>,
+    snapshot: snapshot::Shared,
     shutdown: CancellationToken,
 ) {
     let forward = |event: Arc<Event>| {
         // In a cluster one agent (the reachable one with the lowest id) tells the people, so
         // they get one message per event, not one per agent.
-        if !status.load().notifying {
+        if !snapshot.load().status.notifying {
             tracing::debug!(event = %event.summary(), "another agent sends the cluster's notifications");
             return;
         }
@@ -286,7 +282,7 @@ async fn dispatch(
 
 struct EmailChannel {
     sender: EmailSender,
-    status: Arc<ArcSwap<Status>>,
+    snapshot: snapshot::Shared,
 }
 
 impl queue::Channel for EmailChannel {
@@ -301,9 +297,11 @@ impl queue::Channel for EmailChannel {
     }
 
     async fn prepare(&self, batch: Vec<Arc<Event>>) -> message::Mail {
-        let status = fresh_status(&self.status, batch.last()).await;
+        // Events are sent once the snapshot holding them is stored: this one includes the batch.
         // The status carries the configuration its tables are indexed by (it changes on reload).
-        message::compose(&status.config, &status, &batch, SystemTime::now())
+        let snapshot = self.snapshot.load_full();
+        let status = &snapshot.status;
+        message::compose(&status.config, status, &batch, SystemTime::now())
     }
 
     async fn deliver(&self, mail: &message::Mail) -> Result<(), DeliveryError> {
@@ -312,20 +310,6 @@ impl queue::Channel for EmailChannel {
 
     fn describe(&self, mail: &message::Mail) -> String {
         mail.subject.clone()
-    }
-}
-
-/// The status view once it includes `newest` (or after `STATUS_WAIT`), so that a message never
-/// describes a state older than the event it reports.
-async fn fresh_status(status: &ArcSwap<Status>, newest: Option<&Arc<Event>>) -> Arc<Status> {
-    let deadline = tokio::time::Instant::now() + STATUS_WAIT;
-    loop {
-        let current = status.load_full();
-        let includes = newest.is_none_or(|e| current.events.iter().any(|s| Arc::ptr_eq(s, e)));
-        if includes || tokio::time::Instant::now() >= deadline {
-            return current;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -50,16 +50,16 @@ pub async fn api_history(
 
 /// The view of what `published` holds, for the configuration in force.
 pub fn build(published: &Published, since: Option<SystemTime>, now: SystemTime) -> HistoryView {
-    let status = published.status.load();
+    let config = published.snapshot.load().status.config.clone();
     let history = published.history.lock().expect("history lock");
-    HistoryView::build(&history, &status.config, since, now)
+    HistoryView::build(&history, &config, since, now)
 }
 
 /// The page's timeline of the last 24 hours.
 pub fn timeline(published: &Published) -> Timeline {
-    let status = published.status.load();
+    let config = published.snapshot.load().status.config.clone();
     let history = published.history.lock().expect("history lock");
-    Timeline::build(&history, &status.config, SystemTime::now())
+    Timeline::build(&history, &config, SystemTime::now())
 }
 
 /// Fetches `/api/v1/history` from the dashboard at `base`; returns the view and the JSON sent.
@@ -106,8 +106,7 @@ struct HistoryPage {
 pub async fn history_page(State(state): State<DashboardState>) -> Response {
     use askama::Template;
     let now = SystemTime::now();
-    let status = state.published.status.load();
-    let config = &status.config;
+    let config = state.published.snapshot.load().status.config.clone();
     let page = HistoryPage {
         zone: config.zone.to_ascii().trim_end_matches('.').to_string(),
         updated: crate::dashboard::view::local_from_rfc3339(

@@ -1,7 +1,7 @@
 use std::path::Path;
 
 use super::*;
-use crate::decide::{Decision, Reason};
+use crate::decide::Decision;
 use crate::health::ProbeResult;
 
 const YAML: &str = r#"
@@ -39,7 +39,7 @@ fn failover(secs: u64) -> Arc<Event> {
             to_nodes: vec!["node2".into()],
             from: vec!["127.0.59.1".parse().unwrap()],
             to: vec!["127.0.59.2".parse().unwrap()],
-            reason: "healthy".into(),
+            reason: Reason::Healthy,
             cause: vec!["node1 web: HTTP 503".into()],
         },
     )
@@ -120,7 +120,7 @@ fn subjects_of_each_event_kind_fit_on_one_line() {
             to_nodes: vec!["node1".into(), "node2".into()],
             from: vec![],
             to: vec![],
-            reason: Reason::AllDownFailOpen.describe().into(),
+            reason: Reason::AllDownFailOpen,
             cause: vec!["node2 web: timeout after 5s".into()],
         },
     );
