@@ -6,6 +6,7 @@ mod duration;
 mod file;
 mod notify;
 mod summary;
+mod tsig;
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -22,6 +23,7 @@ pub use notify::{
     CaFile, EmailConfig, EventFilter, NotifyConfig, Secret, SecretKind, SecretSource, SmtpConfig,
     SmtpTls, WebhookConfig, redacted_url,
 };
+pub use tsig::{TSIG_FUDGE, TsigAlgo, TsigKey, TsigKeyConfig, TsigSection, decode_secret};
 
 /// Default place of the configuration file.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/failoverd/config.yaml";
