@@ -8,11 +8,14 @@
 //! | `notify` (any of it)                                   | warned; the channels built at start stay |
 //! | `cluster:` added or removed                            | warned; the agent keeps the cluster it started with (or none) |
 //! | `cluster.listen`, `cluster.secret_env`                 | warned; the values in force stay (the peer API is bound, the secret read) |
+//! | `dns.serve`                                            | warned; the DNS server runs (or not) as at start |
+//! | `publish:` added or removed, `publish.tsig`            | warned; the publisher and key read at start stay |
+//! | `publish.servers`, `zone`, `ttl`, `verify_interval`, `timeout` | applied: the next round publishes to the new servers |
 //! | everything else (nodes, checks, hostnames, TTLs, quorum, period, …) | applied            |
 
 use crate::config::{
     CaFile, ClusterConfig, Config, DashboardConfig, DnsConfig, EmailConfig, NotifyConfig,
-    SecretSource, SmtpConfig, WebhookConfig,
+    PublishConfig, SecretSource, SmtpConfig, WebhookConfig,
 };
 
 /// The settings of `new` that only a restart can apply, by key. In `new`, the cluster settings
@@ -26,6 +29,7 @@ pub(super) fn keep_restart_only(current: &Config, new: &mut Config) -> Vec<&'sta
         self_source: _,
         dns:
             DnsConfig {
+                serve,
                 listen: dns_listen,
                 ttl: _,
                 ns_ttl: _,
@@ -41,8 +45,38 @@ pub(super) fn keep_restart_only(current: &Config, new: &mut Config) -> Vec<&'sta
         hostnames: _,
         notify,
         cluster,
+        publish,
     } = new;
     let mut keys = Vec::new();
+    if *serve != current.dns.serve {
+        keys.push("dns.serve");
+    }
+    match (&current.publish, publish.as_mut()) {
+        (None, None) => {}
+        (Some(_), None) | (None, Some(_)) => {
+            keys.push("publish");
+            *publish = current.publish.clone();
+        }
+        (Some(now), Some(new)) => {
+            let PublishConfig {
+                servers: _,
+                zone: _,
+                tsig,
+                ttl: _,
+                verify_interval: _,
+                timeout: _,
+            } = new;
+            // Where the key is, not where the file says so (a moved line is no change).
+            let key = |k: &Option<crate::config::TsigKeyConfig>| {
+                k.as_ref()
+                    .map(|k| (k.name.clone(), k.algorithm, k.secret_env.clone()))
+            };
+            if key(tsig) != key(&now.tsig) {
+                keys.push("publish.tsig");
+                tsig.clone_from(&now.tsig);
+            }
+        }
+    }
     if *dns_listen != current.dns.listen {
         keys.push("dns.listen");
     }

@@ -5,6 +5,7 @@
 mod duration;
 mod file;
 mod notify;
+mod publish;
 mod summary;
 mod tsig;
 
@@ -22,6 +23,9 @@ use file::{CheckEntry, ConfigFile, HostnameEntry, NodeEntry, StatusSpec, TimingS
 pub use notify::{
     CaFile, EmailConfig, EventFilter, NotifyConfig, Secret, SecretKind, SecretSource, SmtpConfig,
     SmtpTls, WebhookConfig, redacted_url,
+};
+pub use publish::{
+    DEFAULT_PUBLISH_TIMEOUT, DEFAULT_VERIFY_INTERVAL, PublishConfig, PublishSection,
 };
 pub use tsig::{TSIG_FUDGE, TsigAlgo, TsigKey, TsigKeyConfig, TsigSection, decode_secret};
 
@@ -72,6 +76,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// Agreement with the other agents; `None`: this agent decides alone.
     pub cluster: Option<ClusterConfig>,
+    /// RFC 2136 updates of the answers into existing DNS servers (`publish:`).
+    pub publish: Option<PublishConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +122,8 @@ pub enum Quorum {
 
 #[derive(Debug, Clone)]
 pub struct DnsConfig {
+    /// False (`dns.serve: false`): no embedded DNS server; `listen` is empty.
+    pub serve: bool,
     pub listen: Vec<SocketAddr>,
     /// TTL of hostname answers, and of the SOA (and so of negative answers).
     pub ttl: Duration,
@@ -425,6 +433,7 @@ impl<'a> Validator<'a> {
             hostnames,
             notify,
             cluster,
+            publish,
         } = raw;
 
         let zone_name = self.zone(&zone)?;
@@ -515,6 +524,17 @@ impl<'a> Validator<'a> {
             Some(section) => Some(self.cluster(section, self_node, &self_source)?),
         };
 
+        let publish = match publish {
+            None => None,
+            Some(section) => Some(self.publish(section, &zone_name, dns.ttl)?),
+        };
+        if !dns.serve && publish.is_none() {
+            return Err(self.plain_error(
+                "dns.serve",
+                "with `serve: false` nothing would answer for the hostnames: add a `publish:` section (the servers that get the records by dynamic update), or remove `serve: false`",
+            ));
+        }
+
         if let Some(first) = self.errors.drain(..).next() {
             return Err(first);
         }
@@ -531,6 +551,7 @@ impl<'a> Validator<'a> {
             hostnames: built_hostnames,
             notify,
             cluster,
+            publish,
         })
     }
 
@@ -635,13 +656,17 @@ impl<'a> Validator<'a> {
 
     fn dns(&self, dns: file::DnsSection, zone: &Name) -> Result<DnsConfig, ConfigError> {
         let file::DnsSection {
+            serve,
             listen,
             ttl,
             ns_ttl,
             nameservers,
             hostmaster,
         } = dns;
+        let serve = serve.unwrap_or(true);
         let listen = match listen {
+            // Nothing is bound: `dns.listen` is left unused.
+            _ if !serve => Vec::new(),
             Some(list) => {
                 if list.is_empty() {
                     return Err(self
@@ -698,6 +723,7 @@ impl<'a> Validator<'a> {
             }
         };
         Ok(DnsConfig {
+            serve,
             listen,
             ttl,
             ns_ttl: ns_ttl
