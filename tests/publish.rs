@@ -353,7 +353,7 @@ fn agent_yaml(setup: &Setup, dashboard: SocketAddr, tsig: bool) -> String {
          nodes:\n  - {{ id: node1, address: {}, priority: 20 }}\n  - {{ id: node2, address: {}, priority: 10 }}\n\
          checks:\n  - {{ id: web, type: http, url: \"http://{{address}}:{}/login\", expect_body: \"Sign in\" }}\n\
          hostnames:\n  - {{ name: www, checks: [web] }}\n\
-         publish:\n  servers: [{}]\n  zone: {ZONE}\n  ttl: 10s\n  verify_interval: 500ms\n  timeout: 500ms\n{tsig}",
+         publish:\n  servers: [{}]\n  zone: {ZONE}\n  ttl: 10s\n  verify_interval: 500ms\n  timeout: 1s\n{tsig}",
         setup.backends[0].ip,
         setup.backends[1].ip,
         b.http_port,

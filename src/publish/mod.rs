@@ -32,6 +32,9 @@ use wire::{Addresses, Failure};
 
 /// How often the published state is looked at for a change (an `Arc` comparison).
 const POLL: Duration = Duration::from_millis(50);
+/// Failed attempts in a row before a failure is reported: one lost datagram or one slow answer
+/// is retried (after the first backoff) before anyone is told.
+const REPORT_AFTER: u32 = 2;
 /// First and longest wait before a failed update is tried again.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(10));
 
@@ -156,6 +159,8 @@ struct ServerPublisher {
     next_verify: Instant,
     backoff: Option<Duration>,
     retry_at: Option<Instant>,
+    /// Failed attempts since the last success.
+    failures: u32,
     /// The failure last reported, so a retry failing the same way is not reported again.
     reported: Option<String>,
 }
@@ -171,6 +176,7 @@ impl ServerPublisher {
             next_verify: Instant::now(),
             backoff: None,
             retry_at: None,
+            failures: 0,
             reported: None,
         }
     }
@@ -258,12 +264,14 @@ impl ServerPublisher {
         }
         self.backoff = None;
         self.retry_at = None;
+        self.failures = 0;
     }
 
     fn failed(&mut self, publish: &PublishConfig, name: &Name, failure: &Failure) {
         let backoff = self.backoff.map_or(BACKOFF.0, |b| (b * 2).min(BACKOFF.1));
         self.backoff = Some(backoff);
         self.retry_at = Some(Instant::now() + backoff);
+        self.failures += 1;
         let zone = publish.zone.to_ascii();
         let why = failure.explain(&publish.zone, self.signer.as_ref());
         let error = format!(
@@ -272,8 +280,9 @@ impl ServerPublisher {
             self.server,
             zone.trim_end_matches('.'),
         );
-        // Reported once per failure; the retries fail quietly (debug) the same way.
-        if self.reported.as_deref() == Some(why.as_str()) {
+        // Reported once per failure, from the second attempt in a row; the retries that fail
+        // the same way stay quiet (debug).
+        if self.failures < REPORT_AFTER || self.reported.as_deref() == Some(why.as_str()) {
             debug!(server = %self.server, name = %name, error = %why, retry_in_ms = backoff.as_millis() as u64, "dynamic update still failing");
             return;
         }
