@@ -400,6 +400,7 @@ impl Agent {
                 status: published.status.clone(),
                 commands: published.commands.clone(),
                 counters: published.publishing.clone(),
+                events: published.events.clone(),
             };
             let run = crate::publish::run(signer, handles, shutdown.clone());
             let stop = shutdown.clone();

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use hickory_proto::rr::{LowerName, Name, RData, RecordType, TSigner};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -27,11 +27,13 @@ use tracing::{debug, info, warn};
 use crate::command::Command;
 use crate::config::{Config, PublishConfig};
 use crate::dns::Zone;
+use crate::events::Event;
 use crate::status::Status;
 use wire::{Addresses, Failure};
 
-/// How often the published state is looked at for a change (an `Arc` comparison).
-const POLL: Duration = Duration::from_millis(50);
+/// How often the published state is looked at for a change (an `Arc` comparison), besides
+/// being woken by events.
+const POLL: Duration = Duration::from_millis(100);
 /// Failed attempts in a row before a failure is reported: one lost datagram or one slow answer
 /// is retried (after the first backoff) before anyone is told.
 const REPORT_AFTER: u32 = 2;
@@ -59,6 +61,9 @@ pub struct Handles {
     pub status: Arc<ArcSwap<Status>>,
     pub commands: mpsc::Sender<Command>,
     pub counters: Arc<PublishCounters>,
+    /// Wakes the publisher at once when something happened (an answer changed); it also
+    /// looks every `POLL`, so a missed or lagging event only delays, never loses, a change.
+    pub events: broadcast::Sender<Arc<Event>>,
 }
 
 /// Reads the key now (at start): a missing or bad secret stops the agent with the reason.
@@ -183,6 +188,7 @@ impl ServerPublisher {
 
     async fn run(mut self, stop: CancellationToken) {
         let mut seen: Option<(usize, usize)> = None;
+        let mut events = self.handles.events.subscribe();
         loop {
             let status = self.handles.status.load_full();
             let zone = self.handles.zone.load_full();
@@ -208,6 +214,13 @@ impl ServerPublisher {
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep_until(wake) => {}
+                // An event is emitted as the zone is swapped: look again now (a lagged or
+                // closed channel is the same as a wake-up; `POLL` bounds the rest).
+                _ = events.recv() => {
+                    // The writer emits the event just before it stores the zone (two values
+                    // stored apart, issue 14): give it that moment.
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
             }
         }
     }
