@@ -298,4 +298,34 @@ mod tests {
             "the quorum applies"
         );
     }
+
+    #[test]
+    fn publish_servers_apply_and_its_key_and_presence_wait_for_a_restart() {
+        const PUBLISH: &str = "publish:\n  servers: [\"127.0.20.1\"]\n  tsig: { name: k, secret_env: FAILOVERD_TSIG }\n";
+        let base = format!("{BASE}{PUBLISH}");
+        let check = |after: String| {
+            let current = config(&base);
+            let mut new = config(&after);
+            let keys = keep_restart_only(&current, &mut new);
+            (keys, new.publish)
+        };
+        let (keys, publish) = check(
+            base.replace("127.0.20.1", "127.0.20.2")
+                .replace("k,", "k, algorithm: hmac-sha256,"),
+        );
+        assert!(keys.is_empty(), "{keys:?}");
+        assert_eq!(publish.unwrap().servers, ["127.0.20.2:53".parse().unwrap()]);
+        let (keys, publish) = check(base.replace("FAILOVERD_TSIG", "OTHER_TSIG"));
+        assert_eq!(keys, ["publish.tsig"]);
+        assert_eq!(
+            publish.unwrap().tsig.unwrap().secret_env,
+            "FAILOVERD_TSIG",
+            "the key in force stays"
+        );
+        let (keys, publish) = check(BASE.to_string());
+        assert_eq!(keys, ["publish"]);
+        assert!(publish.is_some(), "the publisher started with stays");
+        let (keys, _) = check(base.replace("dns: {", "dns: { serve: false,"));
+        assert!(keys.contains(&"dns.serve"), "{keys:?}");
+    }
 }

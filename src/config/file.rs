@@ -37,7 +37,7 @@ pub struct ConfigFile {
 #[serde(deny_unknown_fields)]
 pub struct DnsSection {
     /// `false`: no embedded DNS server (publish by dynamic update only).
-    pub serve: Option<bool>,
+    pub serve: Option<Spanned<bool>>,
     pub listen: Option<Vec<Spanned<String>>>,
     pub ttl: Option<Spanned<HumanDuration>>,
     /// TTL of the apex NS records and their glue, which change only with the configuration.

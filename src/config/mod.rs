@@ -437,6 +437,7 @@ impl<'a> Validator<'a> {
         } = raw;
 
         let zone_name = self.zone(&zone)?;
+        let serve_span = dns.serve.clone();
         for (value, key) in [(&dns.ttl, "dns.ttl"), (&dns.ns_ttl, "dns.ns_ttl")] {
             self.bounded(value.as_ref(), key, (Duration::ZERO, MAX_TTL), ttl_text)?;
         }
@@ -528,8 +529,11 @@ impl<'a> Validator<'a> {
             None => None,
             Some(section) => Some(self.publish(section, &zone_name, dns.ttl)?),
         };
-        if !dns.serve && publish.is_none() {
-            return Err(self.plain_error(
+        if let Some(serve) = serve_span.filter(|s| !s.value)
+            && publish.is_none()
+        {
+            return Err(self.error(
+                &serve,
                 "dns.serve",
                 "with `serve: false` nothing would answer for the hostnames: add a `publish:` section (the servers that get the records by dynamic update), or remove `serve: false`",
             ));
@@ -663,7 +667,7 @@ impl<'a> Validator<'a> {
             nameservers,
             hostmaster,
         } = dns;
-        let serve = serve.unwrap_or(true);
+        let serve = serve.is_none_or(|s| s.value);
         let listen = match listen {
             // Nothing is bound: `dns.listen` is left unused.
             _ if !serve => Vec::new(),
