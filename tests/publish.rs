@@ -67,6 +67,9 @@ impl Drop for LoAddresses {
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Kind {
     Bind,
+    /// BIND taking unsigned updates from loopback (`allow-update`), as Windows DNS does with
+    /// "Nonsecure and secure".
+    BindUnsigned,
     Knot,
     PowerDns,
 }
@@ -110,7 +113,12 @@ impl Server {
         let d = self.path().display().to_string();
         let (ip, port) = (self.addr.ip(), self.addr.port());
         match self.kind {
-            Kind::Bind => {
+            Kind::Bind | Kind::BindUnsigned => {
+                let policy = if self.kind == Kind::Bind {
+                    format!("update-policy {{ grant {KEY} zonesub A AAAA; }};")
+                } else {
+                    "allow-update { 127.0.0.0/8; };".to_string()
+                };
                 write_file(self.path(), "zone.db", &zone_file());
                 write_file(
                     self.path(),
@@ -122,7 +130,7 @@ impl Server {
                          \x20 notify no; dnssec-validation no; empty-zones-enable no; }};\n\
                          controls {{ }};\n\
                          zone \"{ZONE}\" {{ type primary; file \"{d}/zone.db\";\n\
-                         \x20 update-policy {{ grant {KEY} zonesub A AAAA; }}; }};\n"
+                         \x20 {policy} }};\n"
                     ),
                 );
             }
@@ -196,7 +204,7 @@ impl Server {
             .open(d.join("server.log"))
             .unwrap();
         let mut command = match self.kind {
-            Kind::Bind => {
+            Kind::Bind | Kind::BindUnsigned => {
                 let mut c = Command::new("named");
                 c.arg("-g").arg("-c").arg(d.join("named.conf"));
                 c
@@ -316,7 +324,7 @@ fn setup(net: u8, kinds: &[Kind]) -> Setup {
         .iter()
         .map(|&kind| {
             let at = match kind {
-                Kind::Bind => &bind,
+                Kind::Bind | Kind::BindUnsigned => &bind,
                 Kind::Knot => &knot,
                 Kind::PowerDns => &pdns,
             };
@@ -361,12 +369,15 @@ fn agent_yaml(setup: &Setup, dashboard: SocketAddr, tsig: bool) -> String {
     )
 }
 
-fn start_agent(setup: &Setup, secret: &str) -> (AgentProcess, SocketAddr) {
+/// Starts the agent with the key's secret, or unsigned (`None`: no `publish.tsig`).
+fn start_agent(setup: &Setup, secret: Option<&str>) -> (AgentProcess, SocketAddr) {
     let agent_ip = ip(setup.net, 1);
     let dashboard = SocketAddr::new(agent_ip.parse().unwrap(), free_port(&[&agent_ip]));
-    let yaml = agent_yaml(setup, dashboard, true);
+    let yaml = agent_yaml(setup, dashboard, secret.is_some());
     let mut launcher = Command::new(binary());
-    launcher.env("FAILOVERD_TSIG_SECRET", secret);
+    if let Some(secret) = secret {
+        launcher.env("FAILOVERD_TSIG_SECRET", secret);
+    }
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     // No DNS address: the agent binds none (`dns.serve: false`).
@@ -511,7 +522,7 @@ fn records_follow_failover_and_failback_on_bind_knot_and_powerdns() {
             s.kind
         );
     }
-    let (agent, dashboard) = start_agent(&setup, SECRET);
+    let (agent, dashboard) = start_agent(&setup, Some(SECRET));
     // The first round replaces what the servers held with the agent's answer.
     wait_all(&setup.servers, node1, Duration::from_secs(10), &agent);
     assert_eq!(agent_answer(dashboard), [node1]);
@@ -564,7 +575,7 @@ fn records_follow_failover_and_failback_on_bind_knot_and_powerdns() {
 #[test]
 fn a_wrong_key_changes_nothing_and_is_reported() {
     let setup = setup(161, &[Kind::Bind, Kind::Knot, Kind::PowerDns]);
-    let (agent, dashboard) = start_agent(&setup, WRONG_SECRET);
+    let (agent, dashboard) = start_agent(&setup, Some(WRONG_SECRET));
     // Each server rejects it and the dashboard's events say so, in words.
     wait_until(
         Duration::from_secs(10),
@@ -584,6 +595,7 @@ fn a_wrong_key_changes_nothing_and_is_reported() {
             .iter()
             .find(|(k, summary)| k == "publish_failed" && summary.contains(&s.addr.to_string()))
             .unwrap();
+        println!("{:?}: {summary}", s.kind);
         // BIND and Knot answer NOTAUTH with TSIG BADSIG; PowerDNS may answer REFUSED/NOTAUTH.
         assert!(
             summary.contains("secret") || summary.contains("key"),
@@ -617,7 +629,7 @@ fn a_server_that_was_down_is_caught_up_when_it_returns() {
     let mut setup = setup(162, &[Kind::Bind, Kind::Knot, Kind::PowerDns]);
     let (node1, node2) = (ip(162, 11), ip(162, 12));
     let (node1, node2) = (node1.as_str(), node2.as_str());
-    let (agent, dashboard) = start_agent(&setup, SECRET);
+    let (agent, dashboard) = start_agent(&setup, Some(SECRET));
     wait_all(&setup.servers, node1, Duration::from_secs(10), &agent);
     for s in &mut setup.servers {
         s.stop();
@@ -658,7 +670,7 @@ fn a_record_changed_behind_the_agents_back_is_put_right() {
     let setup = setup(163, &[Kind::Bind, Kind::Knot, Kind::PowerDns]);
     let node1 = ip(163, 11);
     let node1 = node1.as_str();
-    let (agent, _dashboard) = start_agent(&setup, SECRET);
+    let (agent, _dashboard) = start_agent(&setup, Some(SECRET));
     wait_all(&setup.servers, node1, Duration::from_secs(10), &agent);
     for s in &setup.servers {
         // The agent may put it right before dig looks: the proof is its log and the end state.
@@ -685,6 +697,35 @@ fn a_record_changed_behind_the_agents_back_is_put_right() {
     );
 }
 
+/// Unsigned updates (Windows DNS "Nonsecure and secure"): taken by a server that allows them,
+/// refused by one that wants the key, with words that say which setting to change.
+#[test]
+fn unsigned_updates_reach_a_server_that_allows_them_and_a_refusal_says_why() {
+    let mut setup = setup(165, &[Kind::BindUnsigned, Kind::Knot]);
+    let (node1, node2) = (ip(165, 11), ip(165, 12));
+    let (node1, node2) = (node1.as_str(), node2.as_str());
+    let (agent, dashboard) = start_agent(&setup, None);
+    wait_all(&setup.servers[..1], node1, Duration::from_secs(10), &agent);
+    setup.backends[0].stop();
+    wait_all(&setup.servers[..1], node2, FOLLOW, &agent);
+    let knot = setup.servers[1].addr.to_string();
+    wait_until(Duration::from_secs(5), "Knot's refusal as an event", || {
+        agent_events(dashboard)
+            .iter()
+            .any(|(kind, summary)| kind == "publish_failed" && summary.contains(&knot))
+    });
+    let events = agent_events(dashboard);
+    let (_, summary) = events
+        .iter()
+        .find(|(kind, summary)| kind == "publish_failed" && summary.contains(&knot))
+        .unwrap();
+    assert!(
+        summary.contains("refused the unsigned update") && summary.contains("publish.tsig"),
+        "{summary}"
+    );
+    assert_eq!(setup.servers[1].addresses(), [SEEDED], "Knot unchanged");
+}
+
 /// Median time from the agent's change to the record on each server over ten failovers (and
 /// failbacks), and the messages the agent sent: printed, for bench/ and the notes.
 #[test]
@@ -693,7 +734,7 @@ fn measure_time_to_record_on_each_server() {
     let mut setup = setup(164, &[Kind::Bind, Kind::Knot, Kind::PowerDns]);
     let (node1, node2) = (ip(164, 11), ip(164, 12));
     let (node1, node2) = (node1.as_str(), node2.as_str());
-    let (agent, dashboard) = start_agent(&setup, SECRET);
+    let (agent, dashboard) = start_agent(&setup, Some(SECRET));
     wait_all(&setup.servers, node1, Duration::from_secs(10), &agent);
     let mut delays: Vec<Vec<f64>> = vec![Vec::new(); setup.servers.len()];
     let cpu_before = cpu_ms(agent.pid());

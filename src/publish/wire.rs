@@ -129,10 +129,14 @@ impl Failure {
                         "the server refused the unsigned update (REFUSED): it accepts no nonsecure updates of zone {zone} from this address; allow them (Windows: \"Nonsecure and secure\"; BIND allow-update; PowerDNS allow-dnsupdate-from) or set publish.tsig"
                     ),
                 },
-                ResponseCode::NotAuth => format!(
-                    "the server is not authoritative for zone {zone}, or rejected the key (NOTAUTH): check publish.zone and that the server is a primary for it{}",
-                    if key.is_some() { "" } else { "; an unsigned update may need publish.tsig" }
-                ),
+                ResponseCode::NotAuth => match key {
+                    Some(key) => format!(
+                        "the server is not authoritative for zone {zone}, or does not let key {key} change it (NOTAUTH): check publish.zone, that the server is a primary for it, and its rules for the key (Knot acl action update)"
+                    ),
+                    None => format!(
+                        "the server refused the unsigned update, or is not authoritative for zone {zone} (NOTAUTH): if the zone is right, the server wants signed updates: set publish.tsig (Knot answers NOTAUTH when no acl allows the update)"
+                    ),
+                },
                 ResponseCode::NotZone => format!(
                     "a name is outside zone {zone} (NOTZONE): publish.zone must be the agent's zone or a parent of it, as the server has it"
                 ),
