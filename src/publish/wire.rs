@@ -123,7 +123,7 @@ impl Failure {
             Failure::Refused { rcode, tsig_error: None } => match *rcode {
                 ResponseCode::Refused => match key {
                     Some(key) => format!(
-                        "the server refused the update (REFUSED): key {key} is not allowed to change names in zone {zone}; grant it (BIND update-policy, Knot acl action update, PowerDNS TSIG-ALLOW-DNSUPDATE)"
+                        "the server refused the update (REFUSED): key {key} is not allowed to change names in zone {zone}, or its secret differs from the server's (PowerDNS answers a bad signature so); check the secret, and grant the key (BIND update-policy, Knot acl action update, PowerDNS TSIG-ALLOW-DNSUPDATE)"
                     ),
                     None => format!(
                         "the server refused the unsigned update (REFUSED): it accepts no nonsecure updates of zone {zone} from this address; allow them (Windows: \"Nonsecure and secure\"; BIND allow-update; PowerDNS allow-dnsupdate-from) or set publish.tsig"
