@@ -726,6 +726,74 @@ fn unsigned_updates_reach_a_server_that_allows_them_and_a_refusal_says_why() {
     assert_eq!(setup.servers[1].addresses(), [SEEDED], "Knot unchanged");
 }
 
+/// Two agents in a cluster publish to the same server: only the one that sends notifications
+/// (node1, the lowest id) writes; when it stops, node2 takes over and the next change is
+/// written by it.
+#[test]
+fn only_the_notifying_agent_of_a_cluster_writes() {
+    let mut setup = setup(166, &[Kind::Bind]);
+    let (node1, node2) = (ip(166, 11), ip(166, 12));
+    let peer = free_port(&[&node1, &node2]);
+    let start = |id: &str, at: &str| {
+        let dashboard = SocketAddr::new(at.parse().unwrap(), free_port(&[at]));
+        let yaml = agent_yaml(&setup, dashboard, true)
+            .replace("self: node1", &format!("self: {id}"))
+            + &format!("cluster: {{ listen: \"{at}:{peer}\", period: 200ms }}\n");
+        let mut launcher = Command::new(binary());
+        launcher.env("FAILOVERD_TSIG_SECRET", SECRET).env(
+            "FAILOVERD_CLUSTER_SECRET",
+            "test cluster secret, not a real one",
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        AgentProcess::start_with(launcher, dir, state, &yaml, dashboard)
+    };
+    let mut first = start("node1", &node1);
+    let second = start("node2", &node2);
+    wait_all(&setup.servers, &node1, Duration::from_secs(10), &first);
+    // Both read back for a while; only node1 has written.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(first.log_text().contains("published by dynamic update"));
+    assert!(
+        !second.log_text().contains("published by dynamic update"),
+        "node2 does not send while node1 does:\n{}",
+        second.log_text()
+    );
+    // node1's agent stops: node2 becomes the sender and writes the next change.
+    first.terminate();
+    setup.backends[0].stop();
+    wait_all(&setup.servers, &node2, Duration::from_secs(5), &second);
+    assert!(second.log_text().contains("published by dynamic update"));
+}
+
+/// A TSIG secret that is not in the environment stops the agent at start, naming the variable.
+#[test]
+fn a_missing_secret_stops_the_agent_naming_the_variable() {
+    let setup = setup(167, &[]);
+    let dashboard = SocketAddr::new(ip(167, 1).parse().unwrap(), free_port(&[&ip(167, 1)]));
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_file(
+        dir.path(),
+        "config.yaml",
+        &agent_yaml(&setup, dashboard, true).replace("servers: []", "servers: [\"127.0.167.21\"]"),
+    );
+    let out = Command::new(binary())
+        .args(["run", "--config"])
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .env_remove("FAILOVERD_TSIG_SECRET")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("publish.tsig.secret_env")
+            && stderr.contains("`FAILOVERD_TSIG_SECRET` is not set"),
+        "{stderr}"
+    );
+}
+
 /// Median time from the agent's change to the record on each server over ten failovers (and
 /// failbacks), and the messages the agent sent: printed, for bench/ and the notes.
 #[test]

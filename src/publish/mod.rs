@@ -152,6 +152,22 @@ pub fn desired(
     Some(out)
 }
 
+/// Whether this agent writes: it sends the cluster's notifications, and (in a cluster) it has
+/// heard from the others or waited the three pull periods after which a silent agent counts as
+/// unreachable. Until then every agent believes it is the lowest reachable one, so without the
+/// wait each would write at start.
+fn sends(status: &Status) -> bool {
+    let Some(cluster) = &status.config.cluster else {
+        return status.notifying;
+    };
+    let heard = status.peers.iter().any(|p| p.last_seen.is_some());
+    let waited = status
+        .started_at
+        .elapsed()
+        .is_ok_and(|e| e >= cluster.period * 3);
+    status.notifying && (heard || waited)
+}
+
 /// The publishing of one server.
 struct ServerPublisher {
     server: SocketAddr,
@@ -203,7 +219,7 @@ impl ServerPublisher {
             if changed || due {
                 seen = Some(current);
                 if let Some(desired) = desired(&status.config, &publish, &zone) {
-                    self.round(&publish, &desired, status.notifying, changed)
+                    self.round(&publish, &desired, sends(&status), changed)
                         .await;
                 }
             }
