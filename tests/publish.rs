@@ -439,6 +439,14 @@ fn agent_events(dashboard: SocketAddr) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// A metric's value from the agent's /metrics (0 when absent).
+fn metric(dashboard: SocketAddr, name: &str) -> f64 {
+    http_get(dashboard, "/metrics")
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// User + system CPU time of a process so far, in milliseconds (from /proc).
 fn cpu_ms(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -562,6 +570,13 @@ fn records_follow_failover_and_failback_on_bind_knot_and_powerdns() {
             .any(|(kind, _)| kind == "publish_failed"),
         "no failure reported: {:?}",
         agent_events(dashboard)
+    );
+    // Counted in /metrics: three changes on three servers.
+    assert!(metric(dashboard, "failoverd_publish_updates_total") >= 9.0);
+    assert!(metric(dashboard, "failoverd_publish_queries_total") > 0.0);
+    assert_eq!(
+        metric(dashboard, "failoverd_publish_update_failures_total"),
+        0.0
     );
     // A record of another name of the zone was not touched.
     for s in &setup.servers {
@@ -850,8 +865,14 @@ fn measure_time_to_record_on_each_server() {
     let cpu = cpu_ms(agent.pid()) - cpu_before;
     // Idle cost: only the read-back runs (2 queries per name per server per interval).
     let idle_before = cpu_ms(agent.pid());
+    let queries_before = metric(dashboard, "failoverd_publish_queries_total");
     std::thread::sleep(Duration::from_secs(5));
     let idle = cpu_ms(agent.pid()) - idle_before;
+    let idle_queries = metric(dashboard, "failoverd_publish_queries_total") - queries_before;
+    println!(
+        "agent idle: {idle_queries} read-back queries in 5 s (1 name x 2 types x {} servers / 500 ms)",
+        setup.servers.len()
+    );
     let log = agent.log_text();
     let updates = log.matches("published by dynamic update").count();
     for s in &setup.servers {
