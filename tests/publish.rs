@@ -571,6 +571,8 @@ fn records_follow_failover_and_failback_on_bind_knot_and_powerdns() {
         "no failure reported: {:?}",
         agent_events(dashboard)
     );
+    // `dns.serve: false`: no DNS socket at all.
+    assert!(agent.log_text().contains("dns=[]"), "{}", agent.log_text());
     // Counted in /metrics: three changes on three servers.
     assert!(metric(dashboard, "failoverd_publish_updates_total") >= 9.0);
     assert!(metric(dashboard, "failoverd_publish_queries_total") > 0.0);
