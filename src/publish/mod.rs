@@ -384,6 +384,74 @@ impl ServerPublisher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decide::{Decision, Reason};
+    use crate::status::PeerStatus;
+
+    const YAML: &str = "zone: app.example.com\nself: n1\ndns: { serve: false, ttl: 7s }\n\
+        nodes:\n  - { id: n1, addresses: [192.0.2.1, \"2001:db8::1\"] }\n  - { id: n2, address: 192.0.2.2 }\n\
+        checks:\n  - { id: web, type: http, url: \"http://{address}/\" }\n\
+        hostnames:\n  - { name: www, checks: [web] }\n  - { name: none, checks: [web], when_all_down: none }\n\
+        publish: { servers: [\"192.0.2.53\"], zone: example.com, ttl: 20s }\n";
+
+    fn config(extra: &str) -> Arc<Config> {
+        let text = format!("{YAML}{extra}");
+        Arc::new(crate::config::parse(std::path::Path::new("t.yaml"), &text).unwrap())
+    }
+
+    #[test]
+    fn desired_is_what_the_embedded_server_answers_with_the_publish_ttl() {
+        let config = config("");
+        let publish = config.publish.clone().unwrap();
+        let decisions = [
+            Decision {
+                nodes: vec![0],
+                reason: Reason::Healthy,
+            },
+            Decision {
+                nodes: vec![],
+                reason: Reason::AllDownEmpty,
+            },
+        ];
+        let zone = crate::dns::zone::build(&config, &decisions, 1);
+        let wanted = desired(&config, &publish, &zone).unwrap();
+        assert_eq!(wanted.len(), 2);
+        assert_eq!(wanted[0].0.to_ascii(), "www.app.example.com.");
+        assert_eq!(
+            wanted[0].1,
+            Addresses::new(
+                vec!["192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap()],
+                20
+            )
+        );
+        // No address: both RRsets are deleted on the server.
+        assert_eq!(wanted[1].1, Addresses::default());
+        // Nothing before the first round.
+        let not_ready = Zone::not_ready(&config, 1, &[]);
+        assert!(desired(&config, &publish, &not_ready).is_none());
+    }
+
+    #[test]
+    fn in_a_cluster_the_notifier_writes_once_it_has_heard_the_others() {
+        let alone = Status::new(config(""), 1);
+        assert!(sends(&alone), "without a cluster the agent always writes");
+        let cluster = config("cluster: { listen: \"192.0.2.1:8053\", period: 60s }\n");
+        let mut status = Status::new(cluster, 1);
+        assert!(status.notifying);
+        assert!(
+            !sends(&status),
+            "not before a peer was heard or 3 periods passed"
+        );
+        status.peers = vec![PeerStatus {
+            agent: "n2".into(),
+            address: "192.0.2.2:8053".parse().unwrap(),
+            reachable: true,
+            last_seen: Some(std::time::SystemTime::now()),
+            error: None,
+        }];
+        assert!(sends(&status));
+        status.notifying = false;
+        assert!(!sends(&status), "the others only check");
+    }
 
     #[test]
     fn backoff_doubles_to_its_cap() {
