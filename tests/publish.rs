@@ -146,7 +146,7 @@ impl Server {
                          log:\n  - target: stderr\n    any: info\n\
                          database:\n  storage: \"{d}/db\"\n\
                          key:\n  - id: {KEY}\n    algorithm: hmac-sha256\n    secret: {SECRET}\n\
-                         acl:\n  - id: agent\n    key: {KEY}\n    action: update\n\
+                         acl:\n  - id: agent\n    key: {KEY}\n    action: update\n    update-type: [A, AAAA]\n\
                          template:\n  - id: default\n    storage: \"{d}\"\n    file: \"%s.zone\"\n\
                          zone:\n  - domain: {ZONE}\n    acl: agent\n"
                     ),

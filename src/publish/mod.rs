@@ -184,6 +184,8 @@ struct ServerPublisher {
     failures: u32,
     /// The failure last reported, so a retry failing the same way is not reported again.
     reported: Option<String>,
+    /// Why the last read-back failed, logged once per cause.
+    read_error: Option<String>,
 }
 
 impl ServerPublisher {
@@ -199,6 +201,7 @@ impl ServerPublisher {
             retry_at: None,
             failures: 0,
             reported: None,
+            read_error: None,
         }
     }
 
@@ -349,8 +352,14 @@ impl ServerPublisher {
                 {
                     Ok(answer) => answer,
                     Err(failure) => {
-                        // The update path reports an unreachable server; here it is a note.
-                        debug!(server = %self.server, name = %name, error = %failure.explain(&publish.zone, None), "cannot read the records back");
+                        // An unreachable server is reported by the update path; a server that
+                        // refuses our queries is logged once (others' changes go unseen).
+                        let why = failure.explain(&publish.zone, None);
+                        if self.read_error.as_deref() != Some(why.as_str()) {
+                            warn!(server = %self.server, name = %name, error = %why,
+                                "cannot read the records back; changes made by others are not seen until it works");
+                            self.read_error = Some(why);
+                        }
                         return;
                     }
                 };
@@ -371,6 +380,9 @@ impl ServerPublisher {
                 }
             }
             self.known.insert(name.clone(), held);
+        }
+        if let Some(why) = self.read_error.take() {
+            info!(server = %self.server, previous_error = %why, "reading the records back works again");
         }
         if !sender && differing != self.differing && !differing.is_empty() {
             let names: Vec<String> = differing.iter().map(|n| n.to_ascii()).collect();
