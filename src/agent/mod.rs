@@ -108,6 +108,9 @@ pub enum AgentError {
     /// configuration problem, located in the file.
     #[error("{0}")]
     Notify(ConfigError),
+    /// The `publish.tsig` secret cannot be read: a configuration problem, located in the file.
+    #[error("{0}")]
+    PublishKey(ConfigError),
 }
 
 /// An agent that has bound its sockets and is ready to run.
@@ -130,6 +133,8 @@ pub struct Agent {
     cluster: Option<(PeerServer, Secret)>,
     /// The notification channels and their subscription, taken before any event is emitted.
     notifier: Option<(Notifier, broadcast::Receiver<Arc<Event>>)>,
+    /// The key of `publish.tsig`, read at start (`None` inside: unsigned updates).
+    publisher: Option<Option<hickory_proto::rr::TSigner>>,
 }
 
 impl Agent {
@@ -137,6 +142,10 @@ impl Agent {
     pub fn build(config: Config, state_dir: &Path) -> Result<Self, AgentError> {
         // First: a missing SMTP password is a configuration error, reported before anything else.
         let notifier = Notifier::build(&config).map_err(AgentError::Notify)?;
+        let publisher = match &config.publish {
+            Some(_) => Some(crate::publish::signer(&config).map_err(AgentError::PublishKey)?),
+            None => None,
+        };
         let secret = match &config.cluster {
             Some(c) => Some(Secret::from_env(&c.secret_env).map_err(AgentError::ClusterSecret)?),
             None => None,
@@ -229,6 +238,7 @@ impl Agent {
             events: broadcast::channel(EVENT_BACKLOG).0,
             dns_queries: Arc::default(),
             notifications: Arc::default(),
+            publishing: Arc::default(),
             history: history.shared(),
         };
         let dashboard =
@@ -249,6 +259,7 @@ impl Agent {
             overrides,
             commands,
             notifier: notifier.map(|n| (n, published.events.subscribe())),
+            publisher,
             published,
             dashboard,
         })
@@ -295,6 +306,7 @@ impl Agent {
             overrides,
             commands,
             notifier,
+            publisher,
         } = self;
         let addrs = sockets.local_addrs();
         // Client connections get what the probes and the rest leave of the descriptor limit.
@@ -307,7 +319,14 @@ impl Agent {
             )
             .map_err(|source| AgentError::DnsThread { source })?;
         let server_token = server.shutdown_token().clone();
-        let mut server_task = tokio::spawn(async move { server.block_until_done().await });
+        let (serving, stopped) = (config.dns.serve, server_token.clone());
+        let mut server_task = tokio::spawn(async move {
+            if !serving {
+                // `dns.serve: false`: no socket; "done" only at shutdown.
+                stopped.cancelled().await;
+            }
+            server.block_until_done().await
+        });
         info!(
             zone = %config.zone,
             dns = ?addrs,
@@ -375,6 +394,22 @@ impl Agent {
             });
         } else {
             drop(report_tx);
+        }
+
+        // RFC 2136 updates into the site's DNS servers: a reader of the zone and the status.
+        if let Some(signer) = publisher {
+            let handles = crate::publish::Handles {
+                snapshot: published.snapshot.clone(),
+                commands: published.commands.clone(),
+                counters: published.publishing.clone(),
+                events: published.events.clone(),
+            };
+            let run = crate::publish::run(signer, handles, shutdown.clone());
+            let stop = shutdown.clone();
+            tasks.spawn("publisher", async move {
+                run.await;
+                until_shutdown(&stop)
+            });
         }
 
         // Subscribed before the writer starts, so no transition is missed.

@@ -17,6 +17,8 @@ pub const MAX_TTL: Duration = Duration::from_secs((1 << 31) - 1);
 
 #[derive(Debug, Clone)]
 pub struct DnsConfig {
+    /// False (`dns.serve: false`): no embedded DNS server; `listen` is empty.
+    pub serve: bool,
     pub listen: Vec<SocketAddr>,
     /// TTL of hostname answers, and of the SOA (and so of negative answers).
     pub ttl: Duration,
@@ -49,13 +51,17 @@ impl Validator<'_> {
 
     pub(super) fn dns(&self, dns: DnsSection, zone: &Name) -> Result<DnsConfig, ConfigError> {
         let DnsSection {
+            serve,
             listen,
             ttl,
             ns_ttl,
             nameservers,
             hostmaster,
         } = dns;
+        let serve = serve.is_none_or(|s| s.value);
         let listen = match listen {
+            // Nothing is bound: `dns.listen` is left unused.
+            _ if !serve => Vec::new(),
             Some(list) => {
                 if list.is_empty() {
                     return Err(self
@@ -112,6 +118,7 @@ impl Validator<'_> {
             }
         };
         Ok(DnsConfig {
+            serve,
             listen,
             ttl,
             ns_ttl: ns_ttl

@@ -6,7 +6,8 @@
 //! `validate.rs` (the order of the sections and the helpers they share), then one file per
 //! section, holding that section's validated types and the `impl Validator` that builds them:
 //! `dns.rs` (with `zone:`), `dashboard.rs`, `timing.rs` (`defaults:`), `nodes.rs`, `checks.rs`,
-//! `hostnames.rs`, `notify.rs` (with `secret.rs`: where a password is kept), `cluster.rs`.
+//! `hostnames.rs`, `notify.rs` (with `secret.rs`: where a password is kept), `cluster.rs`,
+//! `publish.rs` (with `tsig.rs`: TSIG keys).
 //! `model.rs` holds `Config`, the whole; `error.rs` the error type; `names.rs` the words of the
 //! one-word keys; `summary.rs` what `check-config` prints.
 //!
@@ -32,10 +33,12 @@ mod load;
 mod model;
 mod nodes;
 mod notify;
+mod publish;
 mod secret;
 mod summary;
 mod this_node;
 mod timing;
+mod tsig;
 mod validate;
 
 pub use checks::{Check, CheckKind, DEFAULT_BODY_LIMIT, HttpCheck, MAX_BODY_LIMIT, TcpCheck};
@@ -53,9 +56,13 @@ pub use notify::{
     CaFile, EmailConfig, EventFilter, EventName, NotifyConfig, SmtpConfig, SmtpTls, WebhookConfig,
     redacted_url,
 };
+pub use publish::{
+    DEFAULT_PUBLISH_TIMEOUT, DEFAULT_VERIFY_INTERVAL, PublishConfig, PublishSection,
+};
 pub use secret::{Password, SecretKind, SecretSource};
 pub use this_node::{SelfSource, find_self};
 pub use timing::{MAX_INTERVAL, MAX_TIMEOUT, MIN_TIMING, Timing};
+pub use tsig::{TSIG_FUDGE, TsigAlgo, TsigKey, TsigKeyConfig, TsigSection, decode_secret};
 // The section files (and new ones) `use super::Validator`.
 use validate::Validator;
 

@@ -77,9 +77,11 @@ impl Validator<'_> {
             hostnames,
             notify,
             cluster,
+            publish,
         } = raw;
 
         let zone_name = self.zone(&zone)?;
+        let serve_span = dns.serve.clone();
         for (value, key) in [(&dns.ttl, "dns.ttl"), (&dns.ns_ttl, "dns.ns_ttl")] {
             self.bounded(value.as_ref(), key, (Duration::ZERO, MAX_TTL), ttl_text)?;
         }
@@ -119,6 +121,20 @@ impl Validator<'_> {
             Some(section) => Some(self.cluster(section)?),
         };
 
+        let publish = match publish {
+            None => None,
+            Some(section) => Some(self.publish(section, &zone_name, dns.ttl)?),
+        };
+        if let Some(serve) = serve_span.filter(|s| !s.value)
+            && publish.is_none()
+        {
+            return Err(self.error(
+                &serve,
+                "dns.serve",
+                "with `serve: false` nothing would answer for the hostnames: add a `publish:` section (the servers that get the records by dynamic update), or remove `serve: false`",
+            ));
+        }
+
         Ok(Config {
             path: path.to_path_buf(),
             zone: zone_name,
@@ -131,6 +147,7 @@ impl Validator<'_> {
             hostnames,
             notify,
             cluster,
+            publish,
         })
     }
 

@@ -56,6 +56,10 @@ impl Writer {
                 self.emit(EventKind::NotificationFailed { summary });
                 self.status_dirty = true;
             }
+            Command::PublishFailed { error } => {
+                self.emit(EventKind::PublishFailed { error });
+                self.status_dirty = true;
+            }
         }
     }
 

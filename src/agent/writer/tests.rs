@@ -52,6 +52,7 @@ async fn an_event_received_is_in_the_snapshot_loaded_next() {
         events: broadcast::channel(16).0,
         dns_queries: Arc::default(),
         notifications: Arc::default(),
+        publishing: Arc::default(),
         commands,
         pull_now: Arc::default(),
         history: Arc::default(),
