@@ -176,19 +176,20 @@ fn a_wrong_secret_is_refused_and_its_votes_are_ignored() {
         "majority",
     );
 
+    // Until node3's agent listens, node1 sees "connection refused"; then "bad signature".
     wait_until(
         Duration::from_secs(10),
-        "node1 to count node2 but not node3",
+        "node1 to count node2 but not node3, which refuses its signature",
         || {
             let s = cluster.status(0);
             let peers = s["cluster"]["peers"].as_array().unwrap();
-            let reachable = |id: &str| {
-                peers
-                    .iter()
-                    .find(|p| p["agent"] == id)
-                    .map(|p| p["reachable"] == true)
-            };
-            reachable("node2") == Some(true) && reachable("node3") == Some(false)
+            let peer = |id: &str| peers.iter().find(|p| p["agent"] == id).cloned();
+            let node2_counted = peer("node2").is_some_and(|p| p["reachable"] == true);
+            let node3_refuses = peer("node3").is_some_and(|p| {
+                p["reachable"] == false
+                    && p["error"].as_str().is_some_and(|e| e.contains("bad signature"))
+            });
+            node2_counted && node3_refuses
         },
     );
     let s = cluster.status(0);
