@@ -7,6 +7,7 @@
 //! ```
 
 mod reload;
+mod secondaries;
 mod tasks;
 mod writer;
 
@@ -15,7 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -105,6 +106,9 @@ pub enum AgentError {
     /// configuration problem, located in the file.
     #[error("{0}")]
     Notify(ConfigError),
+    /// The `secondaries.tsig` key cannot be read (its variable not set, not base64).
+    #[error("{0}")]
+    Secondaries(ConfigError),
 }
 
 /// An agent that has bound its sockets and is ready to run.
@@ -127,6 +131,8 @@ pub struct Agent {
     cluster: Option<(PeerServer, Secret)>,
     /// The notification channels and their subscription, taken before any event is emitted.
     notifier: Option<(Notifier, broadcast::Receiver<Arc<Event>>)>,
+    /// Transfers and NOTIFY (`secondaries:`), read by the DNS server; replaced at reload.
+    secondaries: Arc<ArcSwapOption<crate::dns::Secondaries>>,
 }
 
 impl Agent {
@@ -134,6 +140,9 @@ impl Agent {
     pub fn build(config: Config, state_dir: &Path) -> Result<Self, AgentError> {
         // First: a missing SMTP password is a configuration error, reported before anything else.
         let notifier = Notifier::build(&config).map_err(AgentError::Notify)?;
+        let secondaries = Arc::new(ArcSwapOption::new(
+            secondaries::resolve(&config).map_err(AgentError::Secondaries)?,
+        ));
         let secret = match &config.cluster {
             Some(c) => Some(Secret::from_env(&c.secret_env).map_err(AgentError::ClusterSecret)?),
             None => None,
@@ -194,8 +203,9 @@ impl Agent {
         })?;
         let probes = build_probes(&config, &clients)?;
 
-        let sockets = DnsSockets::bind(&config.dns.listen)
+        let mut sockets = DnsSockets::bind(&config.dns.listen)
             .map_err(|(addr, source)| AgentError::Bind { addr, source })?;
+        sockets.feed_secondaries(secondaries.clone());
         let cluster = match (&config.cluster, secret) {
             (Some(c), Some(secret)) => Some((
                 PeerServer::bind(c.listen).map_err(|source| AgentError::ClusterBind {
@@ -249,6 +259,7 @@ impl Agent {
             notifier: notifier.map(|n| (n, published.events.subscribe())),
             published,
             dashboard,
+            secondaries,
         })
     }
 
@@ -293,6 +304,7 @@ impl Agent {
             overrides,
             commands,
             notifier,
+            secondaries,
         } = self;
         let addrs = sockets.local_addrs();
         // Client connections get what the probes and the rest leave of the descriptor limit.
@@ -329,6 +341,19 @@ impl Agent {
                 .serve(stop.clone(), limit)
                 .await
                 .map_err(|e| e.to_string())?;
+            until_shutdown(&stop)
+        });
+
+        // NOTIFY to the secondaries on every serial change (idle without `secondaries:`).
+        let notify_secondaries = crate::dns::notify_secondaries::run(
+            published.zone.clone(),
+            secondaries.clone(),
+            config.dns.listen.clone(),
+            shutdown.clone(),
+        );
+        let stop = shutdown.clone();
+        tasks.spawn("secondaries NOTIFY", async move {
+            notify_secondaries.await;
             until_shutdown(&stop)
         });
 
@@ -439,7 +464,7 @@ impl Agent {
                 Some(()) = reloads.recv() => {
                     match load_for_reload(&current, &clients) {
                         Err(error) => error!(%error, file = %current.path.display(), "reload refused; still running on the previous configuration"),
-                        Ok((new, probes)) => {
+                        Ok((new, probes, fed)) => {
                             let (tx, rx) = mpsc::channel(channel_size(&new));
                             if reconfigure.send(Reconfigure { config: new.clone(), results: rx }).await.is_err() {
                                 break Ok(());
@@ -448,6 +473,7 @@ impl Agent {
                             generation = shutdown.child_token();
                             spawn_probes(&mut tasks, &new, probes, &tx, &generation);
                             limits.resize(&new);
+                            secondaries.store(fed);
                             current = new;
                         }
                     }
@@ -559,7 +585,14 @@ fn spawn_probes(
 fn load_for_reload(
     current: &Config,
     clients: &HttpClients,
-) -> Result<(Arc<Config>, Vec<Probe>), String> {
+) -> Result<
+    (
+        Arc<Config>,
+        Vec<Probe>,
+        Option<Arc<crate::dns::Secondaries>>,
+    ),
+    String,
+> {
     let mut new = config::load(&current.path).map_err(|e| e.to_string())?;
     for key in reload::keep_restart_only(current, &mut new) {
         warn!(
@@ -568,5 +601,6 @@ fn load_for_reload(
         );
     }
     let probes = build_probes(&new, clients).map_err(|e| e.to_string())?;
-    Ok((Arc::new(new), probes))
+    let fed = secondaries::resolve(&new).map_err(|e| e.to_string())?;
+    Ok((Arc::new(new), probes, fed))
 }

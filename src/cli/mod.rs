@@ -80,7 +80,11 @@ pub fn run(config: &Path, state_dir: &Path) -> Outcome {
             Ok(agent) => agent,
             // A notification channel or cluster secret that cannot be set up is a configuration
             // error.
-            Err(e @ (AgentError::Notify(_) | AgentError::ClusterSecret(_))) => {
+            Err(
+                e @ (AgentError::Notify(_)
+                | AgentError::ClusterSecret(_)
+                | AgentError::Secondaries(_)),
+            ) => {
                 return Err(Failure::config(e));
             }
             Err(e) => {

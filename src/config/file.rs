@@ -29,6 +29,8 @@ pub struct ConfigFile {
     pub notify: Option<NotifySection>,
     #[serde(default)]
     pub cluster: Option<ClusterSection>,
+    #[serde(default)]
+    pub secondaries: Option<super::secondaries::SecondariesSection>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -5,6 +5,7 @@
 mod duration;
 mod file;
 mod notify;
+mod secondaries;
 mod summary;
 mod tsig;
 
@@ -23,6 +24,7 @@ pub use notify::{
     CaFile, EmailConfig, EventFilter, NotifyConfig, Secret, SecretKind, SecretSource, SmtpConfig,
     SmtpTls, WebhookConfig, redacted_url,
 };
+pub use secondaries::{SecondariesConfig, SoaTimers, canonical_ip};
 pub use tsig::{TSIG_FUDGE, TsigAlgo, TsigKey, TsigKeyConfig, TsigSection, decode_secret};
 
 /// Default place of the configuration file.
@@ -72,6 +74,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// Agreement with the other agents; `None`: this agent decides alone.
     pub cluster: Option<ClusterConfig>,
+    /// Secondaries fed by zone transfer and NOTIFY (`secondaries:`); `None`: transfers REFUSED.
+    pub secondaries: Option<SecondariesConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -425,6 +429,7 @@ impl<'a> Validator<'a> {
             hostnames,
             notify,
             cluster,
+            secondaries,
         } = raw;
 
         let zone_name = self.zone(&zone)?;
@@ -514,6 +519,10 @@ impl<'a> Validator<'a> {
             None => None,
             Some(section) => Some(self.cluster(section, self_node, &self_source)?),
         };
+        let secondaries = match secondaries {
+            None => None,
+            Some(section) => Some(self.secondaries(section)?),
+        };
 
         if let Some(first) = self.errors.drain(..).next() {
             return Err(first);
@@ -531,6 +540,7 @@ impl<'a> Validator<'a> {
             hostnames: built_hostnames,
             notify,
             cluster,
+            secondaries,
         })
     }
 

@@ -159,6 +159,7 @@ impl Config {
                 );
             }
         }
+        out.push_str(&super::secondaries::summary(self));
         out
     }
 }

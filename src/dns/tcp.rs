@@ -89,6 +89,17 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
             _ => return,
         };
         slot.touch();
+        // Zone transfers and signed messages (`xfr`): several messages, each written in time.
+        if let Some(messages) = handler.transfer(&message, from, true) {
+            for message in messages {
+                let Some(framed) = frame(message) else { return };
+                match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&framed)).await {
+                    Ok(Ok(())) => slot.touch(),
+                    _ => return,
+                }
+            }
+            continue;
+        }
         let Some(answer) = answer(handler, message, from).await else {
             return;
         };

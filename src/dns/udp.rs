@@ -374,11 +374,13 @@ pub(super) fn serve(
     socket: std::net::UdpSocket,
     zone: Arc<ArcSwap<Zone>>,
     queries: Arc<QueryCounters>,
+    secondaries: Arc<arc_swap::ArcSwapOption<super::Secondaries>>,
     shutdown: CancellationToken,
     runtime: tokio::runtime::Handle,
 ) {
     lower_priority_or_warn();
-    let handler = ZoneHandler::with_counters(zone.clone(), queries.clone());
+    let handler =
+        ZoneHandler::with_counters(zone.clone(), queries.clone()).with_secondaries(secondaries);
     let fd = socket.as_raw_fd();
     let mut inbox = Inbox::default();
     let mut outbox = Outbox::default();
@@ -482,6 +484,10 @@ impl Answerer {
 
 /// The hickory path: parse the whole message and run the request handler.
 async fn slow(handler: &ZoneHandler, query: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
+    // Signed messages (the secondaries' SOA checks): verified and answered signed (`xfr`).
+    if let Some(mut answers) = handler.transfer(query, src, false) {
+        return answers.pop();
+    }
     let request = match Request::from_bytes(query.to_vec(), src, Protocol::Udp) {
         Ok(request) => request,
         Err(_) => {
