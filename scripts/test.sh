@@ -32,6 +32,9 @@ command -v unbound >/dev/null 2>&1 || need+=(unbound)
 command -v dnsviz >/dev/null 2>&1 || need+=(dnsviz)
 # Strict DNS client: reports truncated answers that are not whole messages (tests/wire.rs).
 command -v kdig >/dev/null 2>&1 || need+=(knot-dnsutils)
+# Real secondaries fed by zone transfer and NOTIFY (tests/secondaries.rs).
+command -v nsd >/dev/null 2>&1 || need+=(nsd)
+command -v knotd >/dev/null 2>&1 || need+=(knot)
 
 if ((${#need[@]})); then
   echo "scripts/test.sh: installing ${need[*]}" >&2
