@@ -720,3 +720,165 @@ fn ask_from(source: &str, server: SocketAddr, qtype: RecordType) -> Option<Respo
         .ok()
         .map(|m| m.response_code)
 }
+
+/// A signed AXFR request for the zone, framed for TCP.
+fn signed_axfr(id: u16) -> Vec<u8> {
+    use hickory_proto::rr::TSigner;
+    use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
+    let secret = data_encoding::BASE64.decode(SECRET.as_bytes()).unwrap();
+    let signer = TSigner::new(
+        secret,
+        TsigAlgorithm::HmacSha256,
+        Name::from_ascii("xfr.").unwrap(),
+        300,
+    )
+    .unwrap();
+    let mut message = Message::new(id, MessageType::Query, OpCode::Query);
+    message.add_query(Query::query(
+        Name::from_ascii(&format!("{ZONE}.")).unwrap(),
+        RecordType::AXFR,
+    ));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    message.finalize(&signer, now).unwrap();
+    let bytes = message.to_vec().unwrap();
+    let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&bytes);
+    framed
+}
+
+/// A TCP connection to `server` from `source`.
+fn connect_from(source: &str, server: SocketAddr) -> Option<std::net::TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+    socket
+        .bind(&SocketAddr::new(source.parse().unwrap(), 0).into())
+        .ok()?;
+    socket
+        .connect_timeout(&server.into(), Duration::from_secs(1))
+        .ok()?;
+    Some(socket.into())
+}
+
+#[test]
+fn a_flood_of_transfer_requests_costs_others_nothing() {
+    // One agent; 127.0.176.1 may transfer, 127.0.177.1 may not; 127.0.178.1 is a client.
+    const ALLOWED: &str = "127.0.176.1";
+    const FLOODER: &str = "127.0.177.1";
+    const CLIENT: &str = "127.0.178.1";
+    let backends = Backend::group(&["127.0.170.9"]);
+    let dns = SocketAddr::new("127.0.170.9".parse().unwrap(), free_port(&["127.0.170.9"]));
+    let yaml = format!(
+        "zone: {ZONE}\ndns: {{ listen: [\"{dns}\"] }}\ndashboard: {{ listen: \"127.0.0.1:0\" }}\n\
+         nodes:\n  - {{ id: node1, address: 127.0.170.9 }}\n\
+         checks:\n  - {{ id: web, type: http, url: \"http://{{address}}:{}/\", interval: 500ms }}\n\
+         hostnames:\n  - {{ name: app, checks: [web] }}\n\
+         secondaries:\n  allow_from: [\"{ALLOWED}\"]\n\
+         \x20 tsig: {{ name: xfr, secret_env: FAILOVERD_XFR_SECRET }}\n",
+        backends[0].http_port
+    );
+    let mut launcher = Command::new(binary());
+    launcher.env("FAILOVERD_XFR_SECRET", SECRET);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let mut agent = AgentProcess::start_with(launcher, dir, state, &yaml, dns);
+    agent.wait_ready(&format!("app.{ZONE}"));
+
+    // The cost of a transfer: 300 signed AXFRs on one connection, read whole.
+    let cpu_before = cpu_time(agent.pid());
+    let started = Instant::now();
+    let mut stream = connect_from(ALLOWED, dns).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let transfers = 300;
+    for id in 0..transfers {
+        use std::io::{Read, Write};
+        stream.write_all(&signed_axfr(id)).unwrap();
+        let mut len = [0u8; 2];
+        stream.read_exact(&mut len).unwrap();
+        let mut body = vec![0u8; u16::from_be_bytes(len) as usize];
+        stream.read_exact(&mut body).unwrap();
+        let m = Message::from_vec(&body).unwrap();
+        assert_eq!(m.response_code, ResponseCode::NoError);
+        assert!(
+            m.answers.len() >= 5,
+            "one message holds the whole small zone"
+        );
+    }
+    let took = started.elapsed();
+    let cpu = cpu_time(agent.pid()).saturating_sub(cpu_before);
+    eprintln!(
+        "{transfers} transfers (one message each) in {took:?}: agent CPU {cpu:?} (about {:?} each, debug build, checks included)",
+        cpu / transfers as u32
+    );
+    drop(stream);
+
+    // The flood: 400 connections from a stranger and 200 from the allowed address, each
+    // sending transfer requests and never reading, while a client asks over TCP and UDP.
+    let flood = |source: &'static str, count: usize, signed: bool| {
+        thread::spawn(move || {
+            let mut held = Vec::new();
+            for i in 0..count {
+                use std::io::Write;
+                let Some(mut s) = connect_from(source, dns) else {
+                    continue;
+                };
+                let request = if signed {
+                    signed_axfr(i as u16)
+                } else {
+                    let mut m = Message::new(i as u16, MessageType::Query, OpCode::Query);
+                    m.add_query(Query::query(
+                        Name::from_ascii(&format!("{ZONE}.")).unwrap(),
+                        RecordType::AXFR,
+                    ));
+                    let b = m.to_vec().unwrap();
+                    let mut f = (b.len() as u16).to_be_bytes().to_vec();
+                    f.extend_from_slice(&b);
+                    f
+                };
+                for _ in 0..5 {
+                    let _ = s.write_all(&request);
+                }
+                held.push(s);
+            }
+            thread::sleep(Duration::from_secs(3));
+            held.len()
+        })
+    };
+    let strangers = flood(FLOODER, 400, false);
+    let allowed = flood(ALLOWED, 200, true);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut asked = 0;
+    while Instant::now() < deadline {
+        let tcp = dig(
+            CLIENT,
+            dns,
+            &["+tcp", &format!("app.{ZONE}"), "A", "+short"],
+        );
+        assert!(
+            tcp.contains("127.0.170.9"),
+            "a TCP client during the flood: {tcp:?}"
+        );
+        assert_eq!(
+            app_answer(dns),
+            Some(vec!["127.0.170.9".to_string()]),
+            "UDP during the flood"
+        );
+        asked += 1;
+    }
+    // The allowed secondary still gets its transfer (a new connection makes room).
+    let key = format!("hmac-sha256:xfr:{SECRET}");
+    let axfr = dig(ALLOWED, dns, &["-y", &key, ZONE, "AXFR"]);
+    assert!(
+        axfr.contains(&format!("app.{ZONE}.")),
+        "AXFR during the flood:\n{axfr}"
+    );
+    let (strangers, allowed) = (strangers.join().unwrap(), allowed.join().unwrap());
+    eprintln!(
+        "flood: {strangers} stranger and {allowed} allowed connections opened; {asked} TCP+UDP client queries answered meanwhile"
+    );
+    assert!(agent.log_text().contains("agent started"));
+    assert_eq!(agent.terminate(), Some(0), "a clean stop after the flood");
+}

@@ -76,7 +76,7 @@ pub(super) async fn serve(
 }
 
 /// Answers the messages of one connection until it closes, falls silent or misbehaves.
-async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
+pub(super) async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     from: SocketAddr,
     handler: &ZoneHandler,

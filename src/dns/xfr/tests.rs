@@ -273,3 +273,45 @@ fn no_transfer_before_every_hostname_has_an_answer() {
     let response = verifier.unwrap().verify(&out[0]).unwrap();
     assert_eq!(response.response_code, ResponseCode::ServFail);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_secondary_that_stops_reading_loses_its_connection_after_the_write_timeout() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use arc_swap::{ArcSwap, ArcSwapOption};
+    use tokio::io::AsyncWriteExt;
+
+    use crate::connections::{Cap, Limiter};
+    use crate::dns::ZoneHandler;
+
+    let config = config(1200);
+    let s = secondaries(&config);
+    let (request, _) = request(RecordType::AXFR, Some(&s.signer), now());
+    let handler = ZoneHandler::new(Arc::new(ArcSwap::from_pointee(zone_of(&config))))
+        .with_secondaries(Arc::new(ArcSwapOption::from_pointee(s)));
+    let limiter = Arc::new(Limiter::new(
+        "test",
+        Cap {
+            total: 4,
+            per_source: 4,
+        },
+    ));
+    let from: SocketAddr = SECONDARY.parse().unwrap();
+    let slot = limiter.admit(from.ip()).unwrap();
+    // A 4 KiB pipe: the transfer (tens of KiB) cannot be written until the client reads.
+    let (mut client, server) = tokio::io::duplex(4096);
+    client
+        .write_all(&(request.len() as u16).to_be_bytes())
+        .await
+        .unwrap();
+    client.write_all(&request).await.unwrap();
+    let started = tokio::time::Instant::now();
+    crate::dns::tcp::connection(server, from, &handler, &slot).await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(5) && took < Duration::from_secs(6),
+        "the connection ended after {took:?}"
+    );
+    drop(client);
+}
