@@ -710,7 +710,7 @@ fn ask_from(source: &str, server: SocketAddr, qtype: RecordType) -> Option<Respo
     socket.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
     let mut message = Message::new(rand::random(), MessageType::Query, OpCode::Query);
     message.add_query(Query::query(
-        Name::from_ascii(&format!("{ZONE}.")).unwrap(),
+        Name::from_ascii(format!("{ZONE}.")).unwrap(),
         qtype,
     ));
     socket.send_to(&message.to_vec().ok()?, server).ok()?;
@@ -735,7 +735,7 @@ fn signed_axfr(id: u16) -> Vec<u8> {
     .unwrap();
     let mut message = Message::new(id, MessageType::Query, OpCode::Query);
     message.add_query(Query::query(
-        Name::from_ascii(&format!("{ZONE}.")).unwrap(),
+        Name::from_ascii(format!("{ZONE}.")).unwrap(),
         RecordType::AXFR,
     ));
     let now = std::time::SystemTime::now()
@@ -830,7 +830,7 @@ fn a_flood_of_transfer_requests_costs_others_nothing() {
                 } else {
                     let mut m = Message::new(i as u16, MessageType::Query, OpCode::Query);
                     m.add_query(Query::query(
-                        Name::from_ascii(&format!("{ZONE}.")).unwrap(),
+                        Name::from_ascii(format!("{ZONE}.")).unwrap(),
                         RecordType::AXFR,
                     ));
                     let b = m.to_vec().unwrap();

@@ -579,20 +579,17 @@ fn spawn_probes(
     }
 }
 
+/// A configuration read for a reload: the config, its probes, and its secondaries' key.
+type Reloaded = (
+    Arc<Config>,
+    Vec<Probe>,
+    Option<Arc<crate::dns::Secondaries>>,
+);
+
 /// Reads the configuration file again for a reload. Settings bound at start (listen addresses,
 /// notification channels, the cluster's peer API and secret) are reported as needing a restart
 /// and stay as they are (`reload`); everything else applies.
-fn load_for_reload(
-    current: &Config,
-    clients: &HttpClients,
-) -> Result<
-    (
-        Arc<Config>,
-        Vec<Probe>,
-        Option<Arc<crate::dns::Secondaries>>,
-    ),
-    String,
-> {
+fn load_for_reload(current: &Config, clients: &HttpClients) -> Result<Reloaded, String> {
     let mut new = config::load(&current.path).map_err(|e| e.to_string())?;
     for key in reload::keep_restart_only(current, &mut new) {
         warn!(

@@ -30,7 +30,7 @@ pub struct ConfigFile {
     #[serde(default)]
     pub cluster: Option<ClusterSection>,
     #[serde(default)]
-    pub secondaries: Option<super::secondaries::SecondariesSection>,
+    pub secondaries: Option<Spanned<super::secondaries::SecondariesSection>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

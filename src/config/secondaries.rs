@@ -105,14 +105,19 @@ impl Validator<'_> {
     /// Validates `secondaries:`; the SOA timers are returned apart, as the zone always has them.
     pub(super) fn secondaries(
         &self,
-        section: SecondariesSection,
+        spanned: Spanned<SecondariesSection>,
     ) -> Result<SecondariesConfig, ConfigError> {
+        let at = Spanned {
+            value: (),
+            referenced: spanned.referenced,
+            defined: spanned.defined,
+        };
         let SecondariesSection {
             notify,
             allow_from,
             tsig,
             soa,
-        } = section;
+        } = spanned.value;
         let mut targets = Vec::new();
         for (i, item) in notify.iter().enumerate() {
             let text = item.value.trim();
@@ -172,7 +177,8 @@ impl Validator<'_> {
             }
         };
         if targets.is_empty() && allow_from.is_empty() {
-            return Err(self.plain_error(
+            return Err(self.error(
+                &at,
                 "secondaries",
                 "name the secondaries: `notify` (told of every change; they may also transfer) or `allow_from` (may transfer)",
             ));
@@ -180,7 +186,8 @@ impl Validator<'_> {
         let tsig = match tsig {
             Some(section) => self.tsig(section, "secondaries.tsig")?,
             None => {
-                return Err(self.plain_error(
+                return Err(self.error(
+                    &at,
                     "secondaries.tsig",
                     "a key is required: zone transfers are signed (make one with `tsig-keygen -a hmac-sha256 xfr`, give the same key to the secondaries, and set `tsig: { name: xfr, secret_env: FAILOVERD_XFR_SECRET }`)",
                 ));

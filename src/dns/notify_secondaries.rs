@@ -157,7 +157,9 @@ async fn notify_one(
                     break;
                 }
                 Err(why) => {
-                    if attempts == WARN_AFTER || (attempts > WARN_AFTER && attempts % 10 == 0) {
+                    if attempts == WARN_AFTER
+                        || (attempts > WARN_AFTER && attempts.is_multiple_of(10))
+                    {
                         tracing::warn!(secondary = %target, serial = wanted.serial, attempts, %why,
                             "a secondary does not acknowledge the NOTIFY; still trying (it may be down, firewalled, or not list this agent as a primary with the key)");
                     } else {
