@@ -72,6 +72,11 @@ pub fn answer(
     if raw.len() < 12 || raw[2] & 0x80 != 0 {
         return None;
     }
+    // Over UDP only a signed message is ours, and a signed one has an additional record: the
+    // UDP slow path pays no parse for the rest.
+    if !tcp && raw[10..12] == [0, 0] {
+        return None;
+    }
     let request = Message::from_vec(raw).ok()?;
     let transfer = request.queries.len() == 1
         && matches!(
