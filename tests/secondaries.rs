@@ -772,7 +772,7 @@ fn connect_from(source: &str, server: SocketAddr) -> Option<std::net::TcpStream>
 }
 
 #[test]
-fn a_flood_of_transfer_requests_costs_others_nothing() {
+fn a_flood_of_transfer_requests_costs_others_nothing_and_a_reload_applies_allow_from() {
     let _one = one_at_a_time();
     // One agent; 127.0.176.1 may transfer, 127.0.177.1 may not; 127.0.178.1 is a client.
     const ALLOWED: &str = "127.0.176.1";
@@ -891,5 +891,26 @@ fn a_flood_of_transfer_requests_costs_others_nothing() {
         "flood: {strangers} stranger and {allowed} allowed connections opened; {asked} TCP+UDP client queries answered meanwhile"
     );
     assert!(agent.log_text().contains("agent started"));
+
+    // A reload applies `secondaries:`: the stranger becomes allowed, with the same key.
+    let stranger_axfr = || dig(FLOODER, dns, &["-y", &key, ZONE, "AXFR"]);
+    assert!(
+        stranger_axfr().contains("Transfer failed"),
+        "not allowed yet"
+    );
+    agent.rewrite_config(&yaml.replace(
+        &format!("allow_from: [\"{ALLOWED}\"]"),
+        &format!("allow_from: [\"{ALLOWED}\", \"{FLOODER}\"]"),
+    ));
+    agent.signal("HUP");
+    let start = Instant::now();
+    while !stranger_axfr().contains(&format!("app.{ZONE}.")) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the reload did not allow {FLOODER}:\n{}",
+            agent.log_text()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(agent.terminate(), Some(0), "a clean stop after the flood");
 }

@@ -305,7 +305,18 @@ pub(super) fn summary(config: &super::Config) -> String {
         }
     };
     let notify = list(s.notify.iter().map(|a| a.to_string()).collect());
-    let allow = list(s.allow_from.iter().map(|n| n.to_string()).collect());
+    let allow = list(
+        s.allow_from
+            .iter()
+            .map(|n| {
+                if n.prefix_len() == n.max_prefix_len() {
+                    n.addr().to_string()
+                } else {
+                    n.to_string()
+                }
+            })
+            .collect(),
+    );
     format!(
         "secondaries: NOTIFY to {notify}\n  transfers (AXFR/IXFR over TCP, signed) from {allow}\n  {}\n  {soa}\n",
         s.tsig.describe()
