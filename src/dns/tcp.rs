@@ -9,7 +9,7 @@
 //! |----------------------------------------|-------|
 //! | connections                            | the limiter's cap, total and per source; the quietest connection closes first |
 //! | time for one message (length + body)   | `MESSAGE_TIMEOUT` from the end of the previous exchange |
-//! | time to write an answer                | `WRITE_TIMEOUT` |
+//! | time to write an answer                | `WRITE_TIMEOUT` (each message of a zone transfer, see `xfr`) |
 //! | memory per message being read          | what has arrived (doubling from `INITIAL_BUFFER`), not what was announced |
 //! | accept errors                          | back off (see `connections::accept`) |
 //!

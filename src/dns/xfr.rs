@@ -23,6 +23,7 @@
 //! | signed AXFR or IXFR over TCP, allowed                       | the zone: SOA, NS, addresses, SOA, in messages of at most `CHUNK` bytes, each signed |
 //! | signed query (SOA checks by the secondaries)                | the usual answer (`respond`), signed; TC over UDP when too large |
 //! | signed message of another opcode (NOTIFY, UPDATE)           | NOTIMP, signed |
+//! | signed query with other than one question                   | FORMERR, signed |
 //!
 //! A transfer reads one zone snapshot (the `Arc<Zone>` the caller loaded once): its SOA, records
 //! and closing SOA always belong together.
@@ -131,8 +132,12 @@ pub fn answer(
         return transfer_answer(&secondaries.config, zone, &request, from, tcp, &mut chain);
     }
     if request.op_code != OpCode::Query || request.queries.len() != 1 {
-        let response = reply(&request, ResponseCode::NotImp);
-        return Some(vec![chain.sign(&response)?]);
+        let code = if request.op_code == OpCode::Query {
+            ResponseCode::FormErr
+        } else {
+            ResponseCode::NotImp
+        };
+        return Some(vec![chain.sign(&reply(&request, code))?]);
     }
     // A signed query: the secondaries' SOA checks. The usual answer, signed.
     let query = &request.queries[0];
