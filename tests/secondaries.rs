@@ -552,6 +552,25 @@ fn nsd_knot_and_bind_follow_every_failover_on_notify_and_strangers_are_refused()
     cluster.wait_settled();
     let agent = cluster.dns[0];
 
+    // The agents were ready before any secondary ran: their first NOTIFYs went unanswered and
+    // were retried until acknowledged (1 s, 2 s…).
+    let secondaries = cluster.secondaries.len();
+    cluster.agents[0].wait_log("secondary acknowledged the NOTIFY", secondaries);
+    let log = cluster.agents[0].log_text();
+    let retried = log
+        .lines()
+        .filter(|l| l.contains("secondary acknowledged the NOTIFY"))
+        .filter_map(|l| {
+            l.split("attempts=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse::<u32>()
+                .ok()
+        })
+        .any(|attempts| attempts > 1);
+    assert!(retried, "no NOTIFY retried until acknowledged:\n{log}");
+
     // Who may transfer. With the key from an allowed address: the whole zone, signed (dig
     // verifies the TSIG of every message and says so).
     let key = format!("hmac-sha256:xfr:{SECRET}");
