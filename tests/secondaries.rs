@@ -933,3 +933,74 @@ fn a_flood_of_transfer_requests_costs_others_nothing_and_a_reload_applies_allow_
     }
     assert_eq!(agent.terminate(), Some(0), "a clean stop after the flood");
 }
+
+#[test]
+fn a_zone_of_many_messages_is_signed_message_by_message() {
+    let _one = one_at_a_time();
+    // 1,500 hostnames on a dual-stack node: about 100 KB, several 16 KiB messages.
+    const ALLOWED: &str = "127.0.176.2";
+    let ip = "127.0.170.10";
+    let dns = SocketAddr::new(ip.parse().unwrap(), free_port(&[ip]));
+    let hostnames: String = (1..=1500)
+        .map(|i| format!("  - {{ name: host{i}, checks: [t] }}\n"))
+        .collect();
+    let yaml = format!(
+        "zone: {ZONE}\ndns: {{ listen: [\"{dns}\"] }}\ndashboard: {{ listen: \"127.0.0.1:0\" }}\n\
+         nodes:\n  - {{ id: n1, addresses: [{ip}, \"fd00::1\"] }}\n\
+         checks:\n  - {{ id: t, type: tcp, port: {} }}\n\
+         hostnames:\n{hostnames}\
+         secondaries:\n  allow_from: [\"{ALLOWED}\"]\n\
+         \x20 tsig: {{ name: xfr, secret_env: FAILOVERD_XFR_SECRET }}\n",
+        dns.port()
+    );
+    let mut launcher = Command::new(binary());
+    launcher.env("FAILOVERD_XFR_SECRET", SECRET);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let mut agent = AgentProcess::start_with(launcher, dir, state, &yaml, dns);
+    agent.wait_ready(&format!("host1.{ZONE}"));
+    let key = format!("hmac-sha256:xfr:{SECRET}");
+    // dig checks the TSIG of every message and stops at the first that does not verify.
+    let out = dig(ALLOWED, dns, &["-y", &key, ZONE, "AXFR"]);
+    let summary = out
+        .lines()
+        .find(|l| l.starts_with(";; XFR size:"))
+        .unwrap_or_else(|| panic!("no transfer:\n{}", &out[out.len().saturating_sub(2000)..]));
+    // SOA ×2, NS, 1,500 × (A + AAAA), the nameserver's A and AAAA.
+    assert!(summary.contains("3005 records"), "{summary}");
+    let messages: usize = summary
+        .split("messages ")
+        .nth(1)
+        .and_then(|m| m.split(',').next())
+        .and_then(|m| m.trim().parse().ok())
+        .unwrap();
+    assert!(messages >= 5, "{summary}");
+    assert!(
+        !out.contains("Couldn't verify") && !out.contains("failure"),
+        "{summary}"
+    );
+    let kdig = Command::new("kdig")
+        .args([
+            &format!("@{}", dns.ip()),
+            "-p",
+            &dns.port().to_string(),
+            "-b",
+            ALLOWED,
+            "-y",
+            &key,
+            ZONE,
+            "AXFR",
+            "+time=2",
+        ])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&kdig.stdout),
+        String::from_utf8_lossy(&kdig.stderr),
+    );
+    assert!(
+        stdout.contains("3005 records") && !stderr.contains("TSIG") && !stdout.contains("WARNING"),
+        "kdig:\n{stderr}\n{}",
+        &stdout[stdout.len().saturating_sub(500)..]
+    );
+}
