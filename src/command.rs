@@ -11,4 +11,7 @@ pub enum Command {
     },
     /// The notifier gave up on a message: recorded among the recent events.
     NotificationFailed { summary: String },
+    /// An RFC 2136 update could not be applied on a server (src/publish/): a `publish_failed`
+    /// event, shown and sent to the notification channels.
+    PublishFailed { error: String },
 }

@@ -19,6 +19,7 @@ pub mod history;
 pub mod logging;
 pub mod notify;
 pub mod overrides;
+pub mod publish;
 pub mod published;
 pub mod serial;
 pub mod state_dir;

@@ -33,6 +33,8 @@ pub struct Published {
     pub commands: mpsc::Sender<Command>,
     /// Wakes the peer puller early: this agent's own view of a pair just changed.
     pub pull_now: Arc<tokio::sync::Notify>,
+    /// RFC 2136 updates and read-backs, counted by the publisher (src/publish/).
+    pub publishing: Arc<crate::publish::PublishCounters>,
     /// Transitions of the last 24 h, filled by the history recorder (src/history/).
     pub history: crate::history::Shared,
 }

@@ -109,6 +109,9 @@ pub enum AgentError {
     /// The `secondaries.tsig` key cannot be read (its variable not set, not base64).
     #[error("{0}")]
     Secondaries(ConfigError),
+    /// The `publish.tsig` secret cannot be read: a configuration problem, located in the file.
+    #[error("{0}")]
+    PublishKey(ConfigError),
 }
 
 /// An agent that has bound its sockets and is ready to run.
@@ -133,6 +136,8 @@ pub struct Agent {
     notifier: Option<(Notifier, broadcast::Receiver<Arc<Event>>)>,
     /// Transfers and NOTIFY (`secondaries:`), read by the DNS server; replaced at reload.
     secondaries: Arc<ArcSwapOption<crate::dns::Secondaries>>,
+    /// The key of `publish.tsig`, read at start (`None` inside: unsigned updates).
+    publisher: Option<Option<hickory_proto::rr::TSigner>>,
 }
 
 impl Agent {
@@ -143,6 +148,10 @@ impl Agent {
         let secondaries = Arc::new(ArcSwapOption::new(
             secondaries::resolve(&config).map_err(AgentError::Secondaries)?,
         ));
+        let publisher = match &config.publish {
+            Some(_) => Some(crate::publish::signer(&config).map_err(AgentError::PublishKey)?),
+            None => None,
+        };
         let secret = match &config.cluster {
             Some(c) => Some(Secret::from_env(&c.secret_env).map_err(AgentError::ClusterSecret)?),
             None => None,
@@ -237,6 +246,7 @@ impl Agent {
             events: broadcast::channel(EVENT_BACKLOG).0,
             dns_queries: Arc::default(),
             notifications: Arc::default(),
+            publishing: Arc::default(),
             history: history.shared(),
         };
         let dashboard =
@@ -257,6 +267,7 @@ impl Agent {
             overrides,
             commands,
             notifier: notifier.map(|n| (n, published.events.subscribe())),
+            publisher,
             published,
             dashboard,
             secondaries,
@@ -305,6 +316,7 @@ impl Agent {
             commands,
             notifier,
             secondaries,
+            publisher,
         } = self;
         let addrs = sockets.local_addrs();
         // Client connections get what the probes and the rest leave of the descriptor limit.
@@ -317,7 +329,14 @@ impl Agent {
             )
             .map_err(|source| AgentError::DnsThread { source })?;
         let server_token = server.shutdown_token().clone();
-        let mut server_task = tokio::spawn(async move { server.block_until_done().await });
+        let (serving, stopped) = (config.dns.serve, server_token.clone());
+        let mut server_task = tokio::spawn(async move {
+            if !serving {
+                // `dns.serve: false`: no socket; "done" only at shutdown.
+                stopped.cancelled().await;
+            }
+            server.block_until_done().await
+        });
         info!(
             zone = %config.zone,
             dns = ?addrs,
@@ -397,6 +416,23 @@ impl Agent {
             });
         } else {
             drop(report_tx);
+        }
+
+        // RFC 2136 updates into the site's DNS servers: a reader of the zone and the status.
+        if let Some(signer) = publisher {
+            let handles = crate::publish::Handles {
+                zone: published.zone.clone(),
+                status: published.status.clone(),
+                commands: published.commands.clone(),
+                counters: published.publishing.clone(),
+                events: published.events.clone(),
+            };
+            let run = crate::publish::run(signer, handles, shutdown.clone());
+            let stop = shutdown.clone();
+            tasks.spawn("publisher", async move {
+                run.await;
+                until_shutdown(&stop)
+            });
         }
 
         // Subscribed before the health task starts, so no transition is missed.

@@ -9,11 +9,14 @@
 //! | `cluster:` added or removed                            | warned; the agent keeps the cluster it started with (or none) |
 //! | `cluster.listen`, `cluster.secret_env`                 | warned; the values in force stay (the peer API is bound, the secret read) |
 //! | `secondaries:` (targets, `allow_from`, key, SOA timers)  | applied: the key is read again, every target is told the serial once |
+//! | `dns.serve`                                            | warned; the DNS server runs (or not) as at start |
+//! | `publish:` added or removed, `publish.tsig`            | warned; the publisher and key read at start stay |
+//! | `publish.servers`, `zone`, `ttl`, `verify_interval`, `timeout` | applied: the next round publishes to the new servers |
 //! | everything else (nodes, checks, hostnames, TTLs, quorum, period, …) | applied            |
 
 use crate::config::{
     CaFile, ClusterConfig, Config, DashboardConfig, DnsConfig, EmailConfig, NotifyConfig,
-    SecretSource, SmtpConfig, WebhookConfig,
+    PublishConfig, SecretSource, SmtpConfig, WebhookConfig,
 };
 
 /// The settings of `new` that only a restart can apply, by key. In `new`, the cluster settings
@@ -27,6 +30,7 @@ pub(super) fn keep_restart_only(current: &Config, new: &mut Config) -> Vec<&'sta
         self_source: _,
         dns:
             DnsConfig {
+                serve,
                 listen: dns_listen,
                 ttl: _,
                 ns_ttl: _,
@@ -42,10 +46,40 @@ pub(super) fn keep_restart_only(current: &Config, new: &mut Config) -> Vec<&'sta
         hostnames: _,
         notify,
         cluster,
-        // Applied: the agent stores the new `dns::Secondaries` (see `agent::secondaries_for`).
+        // Applied: the agent stores the new `dns::Secondaries` (see agent/secondaries.rs).
         secondaries: _,
+        publish,
     } = new;
     let mut keys = Vec::new();
+    if *serve != current.dns.serve {
+        keys.push("dns.serve");
+    }
+    match (&current.publish, publish.as_mut()) {
+        (None, None) => {}
+        (Some(_), None) | (None, Some(_)) => {
+            keys.push("publish");
+            *publish = current.publish.clone();
+        }
+        (Some(now), Some(new)) => {
+            let PublishConfig {
+                servers: _,
+                zone: _,
+                tsig,
+                ttl: _,
+                verify_interval: _,
+                timeout: _,
+            } = new;
+            // Where the key is, not where the file says so (a moved line is no change).
+            let key = |k: &Option<crate::config::TsigKeyConfig>| {
+                k.as_ref()
+                    .map(|k| (k.name.clone(), k.algorithm, k.secret_env.clone()))
+            };
+            if key(tsig) != key(&now.tsig) {
+                keys.push("publish.tsig");
+                tsig.clone_from(&now.tsig);
+            }
+        }
+    }
     if *dns_listen != current.dns.listen {
         keys.push("dns.listen");
     }
@@ -266,5 +300,35 @@ mod tests {
             crate::config::Quorum::All,
             "the quorum applies"
         );
+    }
+
+    #[test]
+    fn publish_servers_apply_and_its_key_and_presence_wait_for_a_restart() {
+        const PUBLISH: &str = "publish:\n  servers: [\"127.0.20.1\"]\n  tsig: { name: k, secret_env: FAILOVERD_TSIG }\n";
+        let base = format!("{BASE}{PUBLISH}");
+        let check = |after: String| {
+            let current = config(&base);
+            let mut new = config(&after);
+            let keys = keep_restart_only(&current, &mut new);
+            (keys, new.publish)
+        };
+        let (keys, publish) = check(
+            base.replace("127.0.20.1", "127.0.20.2")
+                .replace("k,", "k, algorithm: hmac-sha256,"),
+        );
+        assert!(keys.is_empty(), "{keys:?}");
+        assert_eq!(publish.unwrap().servers, ["127.0.20.2:53".parse().unwrap()]);
+        let (keys, publish) = check(base.replace("FAILOVERD_TSIG", "OTHER_TSIG"));
+        assert_eq!(keys, ["publish.tsig"]);
+        assert_eq!(
+            publish.unwrap().tsig.unwrap().secret_env,
+            "FAILOVERD_TSIG",
+            "the key in force stays"
+        );
+        let (keys, publish) = check(BASE.to_string());
+        assert_eq!(keys, ["publish"]);
+        assert!(publish.is_some(), "the publisher started with stays");
+        let (keys, _) = check(base.replace("dns: {", "dns: { serve: false,"));
+        assert!(keys.contains(&"dns.serve"), "{keys:?}");
     }
 }

@@ -359,6 +359,10 @@ impl HealthTask {
                 self.emit(EventKind::NotificationFailed { summary });
                 self.status_dirty = true;
             }
+            Command::PublishFailed { error } => {
+                self.emit(EventKind::PublishFailed { error });
+                self.status_dirty = true;
+            }
         }
     }
 

@@ -83,7 +83,8 @@ pub fn run(config: &Path, state_dir: &Path) -> Outcome {
             Err(
                 e @ (AgentError::Notify(_)
                 | AgentError::ClusterSecret(_)
-                | AgentError::Secondaries(_)),
+                | AgentError::Secondaries(_)
+                | AgentError::PublishKey(_)),
             ) => {
                 return Err(Failure::config(e));
             }

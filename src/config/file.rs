@@ -31,11 +31,14 @@ pub struct ConfigFile {
     pub cluster: Option<ClusterSection>,
     #[serde(default)]
     pub secondaries: Option<Spanned<super::secondaries::SecondariesSection>>,
+    pub publish: Option<super::PublishSection>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DnsSection {
+    /// `false`: no embedded DNS server (publish by dynamic update only).
+    pub serve: Option<Spanned<bool>>,
     pub listen: Option<Vec<Spanned<String>>>,
     pub ttl: Option<Spanned<HumanDuration>>,
     /// TTL of the apex NS records and their glue, which change only with the configuration.

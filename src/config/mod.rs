@@ -5,6 +5,7 @@
 mod duration;
 mod file;
 mod notify;
+mod publish;
 mod secondaries;
 mod summary;
 mod tsig;
@@ -23,6 +24,9 @@ use file::{CheckEntry, ConfigFile, HostnameEntry, NodeEntry, StatusSpec, TimingS
 pub use notify::{
     CaFile, EmailConfig, EventFilter, NotifyConfig, Secret, SecretKind, SecretSource, SmtpConfig,
     SmtpTls, WebhookConfig, redacted_url,
+};
+pub use publish::{
+    DEFAULT_PUBLISH_TIMEOUT, DEFAULT_VERIFY_INTERVAL, PublishConfig, PublishSection,
 };
 pub use secondaries::{SecondariesConfig, SoaTimers, canonical_ip};
 pub use tsig::{TSIG_FUDGE, TsigAlgo, TsigKey, TsigKeyConfig, TsigSection, decode_secret};
@@ -76,6 +80,8 @@ pub struct Config {
     pub cluster: Option<ClusterConfig>,
     /// Secondaries fed by zone transfer and NOTIFY (`secondaries:`); `None`: transfers REFUSED.
     pub secondaries: Option<SecondariesConfig>,
+    /// RFC 2136 updates of the answers into existing DNS servers (`publish:`).
+    pub publish: Option<PublishConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +126,8 @@ pub enum Quorum {
 
 #[derive(Debug, Clone)]
 pub struct DnsConfig {
+    /// False (`dns.serve: false`): no embedded DNS server; `listen` is empty.
+    pub serve: bool,
     pub listen: Vec<SocketAddr>,
     /// TTL of hostname answers, and of the SOA (and so of negative answers).
     pub ttl: Duration,
@@ -430,9 +438,11 @@ impl<'a> Validator<'a> {
             notify,
             cluster,
             secondaries,
+            publish,
         } = raw;
 
         let zone_name = self.zone(&zone)?;
+        let serve_span = dns.serve.clone();
         for (value, key) in [(&dns.ttl, "dns.ttl"), (&dns.ns_ttl, "dns.ns_ttl")] {
             self.bounded(value.as_ref(), key, (Duration::ZERO, MAX_TTL), ttl_text)?;
         }
@@ -524,6 +534,29 @@ impl<'a> Validator<'a> {
             Some(section) => Some(self.secondaries(section)?),
         };
 
+        let publish = match publish {
+            None => None,
+            Some(section) => Some(self.publish(section, &zone_name, dns.ttl)?),
+        };
+        if let Some(serve) = serve_span.as_ref().filter(|s| !s.value)
+            && secondaries.is_some()
+        {
+            return Err(self.error(
+                serve,
+                "dns.serve",
+                "with `serve: false` no DNS server answers the secondaries' transfers: remove `secondaries:` (the secondaries can be fed by `publish:` instead) or `serve: false`",
+            ));
+        }
+        if let Some(serve) = serve_span.filter(|s| !s.value)
+            && publish.is_none()
+        {
+            return Err(self.error(
+                &serve,
+                "dns.serve",
+                "with `serve: false` nothing would answer for the hostnames: add a `publish:` section (the servers that get the records by dynamic update), or remove `serve: false`",
+            ));
+        }
+
         if let Some(first) = self.errors.drain(..).next() {
             return Err(first);
         }
@@ -541,6 +574,7 @@ impl<'a> Validator<'a> {
             notify,
             cluster,
             secondaries,
+            publish,
         })
     }
 
@@ -645,13 +679,17 @@ impl<'a> Validator<'a> {
 
     fn dns(&self, dns: file::DnsSection, zone: &Name) -> Result<DnsConfig, ConfigError> {
         let file::DnsSection {
+            serve,
             listen,
             ttl,
             ns_ttl,
             nameservers,
             hostmaster,
         } = dns;
+        let serve = serve.is_none_or(|s| s.value);
         let listen = match listen {
+            // Nothing is bound: `dns.listen` is left unused.
+            _ if !serve => Vec::new(),
             Some(list) => {
                 if list.is_empty() {
                     return Err(self
@@ -708,6 +746,7 @@ impl<'a> Validator<'a> {
             }
         };
         Ok(DnsConfig {
+            serve,
             listen,
             ttl,
             ns_ttl: ns_ttl

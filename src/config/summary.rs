@@ -28,13 +28,23 @@ impl Config {
         };
         let _ = writeln!(out, "this node {this}");
         let listen: Vec<String> = self.dns.listen.iter().map(|a| a.to_string()).collect();
-        let _ = writeln!(
-            out,
-            "dns       listen {} (UDP+TCP), ttl {}, NS ttl {}",
-            listen.join(", "),
-            format_duration(self.dns.ttl),
-            format_duration(self.dns.ns_ttl)
-        );
+        if self.dns.serve {
+            let _ = writeln!(
+                out,
+                "dns       listen {} (UDP+TCP), ttl {}, NS ttl {}",
+                listen.join(", "),
+                format_duration(self.dns.ttl),
+                format_duration(self.dns.ns_ttl)
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "dns       not served (serve: false): no DNS port is bound"
+            );
+        }
+        if let Some(publish) = &self.publish {
+            let _ = writeln!(out, "publish   {}", publish.describe());
+        }
         let _ = writeln!(out, "dashboard {}", self.dashboard.listen);
 
         let _ = writeln!(out, "\nnodes ({}), best first:", self.nodes.len());

@@ -24,6 +24,10 @@
 //! | `failoverd_dns_responses_total`                 | counter | rcode                          |
 //! | `failoverd_notifications_sent_total`            | counter |                                |
 //! | `failoverd_notifications_failed_total`          | counter |                                |
+//! | `failoverd_publish_updates_total`               | counter | (RFC 2136 UPDATEs answered NOERROR) |
+//! | `failoverd_publish_update_failures_total`       | counter | (each retry counts)            |
+//! | `failoverd_publish_queries_total`               | counter | (read-back queries)            |
+//! | `failoverd_publish_drift_total`                 | counter | (names someone else changed)   |
 
 use std::collections::HashMap;
 use std::fmt;
@@ -399,6 +403,38 @@ impl Collector for Source {
             MetricType::Counter,
             ConstCounter::new(notify.failed.load(Ordering::Relaxed)),
         )?;
+
+        let publish = &self.published.publishing;
+        for (name, help, value) in [
+            (
+                "publish_updates",
+                "RFC 2136 updates answered NOERROR.",
+                &publish.updates,
+            ),
+            (
+                "publish_update_failures",
+                "RFC 2136 updates that failed (each retry counts).",
+                &publish.update_failures,
+            ),
+            (
+                "publish_queries",
+                "Read-back queries sent to the update targets.",
+                &publish.queries,
+            ),
+            (
+                "publish_drift",
+                "Names found changed on a server by someone else after the agent's update.",
+                &publish.drift,
+            ),
+        ] {
+            single(
+                &mut encoder,
+                name,
+                help,
+                MetricType::Counter,
+                ConstCounter::new(value.load(Ordering::Relaxed)),
+            )?;
+        }
         Ok(())
     }
 }

@@ -114,6 +114,7 @@ fn published(ready: bool) -> Published {
         events: broadcast::channel(16).0,
         dns_queries: Arc::default(),
         notifications: Arc::default(),
+        publishing: Arc::default(),
         commands: tokio::sync::mpsc::channel(1).0,
         pull_now: Arc::default(),
         history: Arc::default(),
