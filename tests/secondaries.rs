@@ -750,6 +750,30 @@ fn ask_from(source: &str, server: SocketAddr, qtype: RecordType) -> Option<Respo
         .map(|m| m.response_code)
 }
 
+/// The agent's `/metrics` page, from the dashboard address it logged.
+fn metrics(agent: &AgentProcess) -> String {
+    use std::io::{Read, Write};
+    let log = agent.log_text();
+    let url = log
+        .lines()
+        .find_map(|l| l.split("dashboard listening url=http://").nth(1))
+        .and_then(|rest| rest.split('/').next())
+        .expect("the dashboard address in the log")
+        .to_string();
+    let mut stream = std::net::TcpStream::connect(&url).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {url}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    let _ = stream.read_to_string(&mut reply);
+    reply
+}
+
 /// A signed AXFR request for the zone, framed for TCP.
 fn signed_axfr(id: u16) -> Vec<u8> {
     use hickory_proto::rr::TSigner;
@@ -931,6 +955,22 @@ fn a_flood_of_transfer_requests_costs_others_nothing_and_a_reload_applies_allow_
         );
         thread::sleep(Duration::from_millis(100));
     }
+    // /metrics counts them: the 300 transfers and more, the strangers' refusals.
+    let metrics = metrics(&agent);
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /metrics:\n{metrics}"))
+    };
+    assert!(value("failoverd_secondary_transfers_total") >= transfers as u64 + 2);
+    assert!(value("failoverd_secondary_transfers_refused_total") >= 2);
+    assert_eq!(
+        value("failoverd_secondary_notifies_sent_total"),
+        0,
+        "no notify target"
+    );
     assert_eq!(agent.terminate(), Some(0), "a clean stop after the flood");
 }
 

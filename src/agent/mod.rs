@@ -145,8 +145,9 @@ impl Agent {
     pub fn build(config: Config, state_dir: &Path) -> Result<Self, AgentError> {
         // First: a missing SMTP password is a configuration error, reported before anything else.
         let notifier = Notifier::build(&config).map_err(AgentError::Notify)?;
+        let secondary_counters = Arc::new(crate::dns::SecondaryCounters::default());
         let secondaries = Arc::new(ArcSwapOption::new(
-            secondaries::resolve(&config).map_err(AgentError::Secondaries)?,
+            secondaries::resolve(&config, &secondary_counters).map_err(AgentError::Secondaries)?,
         ));
         let publisher = match &config.publish {
             Some(_) => Some(crate::publish::signer(&config).map_err(AgentError::PublishKey)?),
@@ -247,6 +248,7 @@ impl Agent {
             dns_queries: Arc::default(),
             notifications: Arc::default(),
             publishing: Arc::default(),
+            secondaries: secondary_counters,
             history: history.shared(),
         };
         let dashboard =
@@ -363,6 +365,7 @@ impl Agent {
             until_shutdown(&stop)
         });
 
+        let secondary_counters = published.secondaries.clone();
         // NOTIFY to the secondaries on every serial change (idle without `secondaries:`).
         let notify_secondaries = crate::dns::notify_secondaries::run(
             published.zone.clone(),
@@ -498,7 +501,7 @@ impl Agent {
                     break failed("notifier", why);
                 }
                 Some(()) = reloads.recv() => {
-                    match load_for_reload(&current, &clients) {
+                    match load_for_reload(&current, &clients, &secondary_counters) {
                         Err(error) => error!(%error, file = %current.path.display(), "reload refused; still running on the previous configuration"),
                         Ok((new, probes, fed)) => {
                             let (tx, rx) = mpsc::channel(channel_size(&new));
@@ -625,7 +628,11 @@ type Reloaded = (
 /// Reads the configuration file again for a reload. Settings bound at start (listen addresses,
 /// notification channels, the cluster's peer API and secret) are reported as needing a restart
 /// and stay as they are (`reload`); everything else applies.
-fn load_for_reload(current: &Config, clients: &HttpClients) -> Result<Reloaded, String> {
+fn load_for_reload(
+    current: &Config,
+    clients: &HttpClients,
+    counters: &Arc<crate::dns::SecondaryCounters>,
+) -> Result<Reloaded, String> {
     let mut new = config::load(&current.path).map_err(|e| e.to_string())?;
     for key in reload::keep_restart_only(current, &mut new) {
         warn!(
@@ -634,6 +641,6 @@ fn load_for_reload(current: &Config, clients: &HttpClients) -> Result<Reloaded, 
         );
     }
     let probes = build_probes(&new, clients).map_err(|e| e.to_string())?;
-    let fed = secondaries::resolve(&new).map_err(|e| e.to_string())?;
+    let fed = secondaries::resolve(&new, counters).map_err(|e| e.to_string())?;
     Ok((Arc::new(new), probes, fed))
 }

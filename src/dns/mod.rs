@@ -31,7 +31,7 @@ use crate::connections::{Cap, Limiter};
 
 #[doc(hidden)]
 pub use udp::Answerer;
-pub use xfr::Secondaries;
+pub use xfr::{Secondaries, SecondaryCounters};
 pub use zone::Zone;
 
 /// The UDP payload size we advertise and never exceed (the DNS flag day 2020 value: no IP

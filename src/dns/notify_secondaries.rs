@@ -228,6 +228,10 @@ async fn attempt(
         .send_to(&bytes, target)
         .await
         .map_err(|e| failed(false, format!("cannot send: {e}")))?;
+    secondaries
+        .counters
+        .notifies_sent
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let deadline = Instant::now() + wait;
     let mut buffer = vec![0u8; 4096];
     loop {
@@ -261,7 +265,13 @@ async fn attempt(
             ));
         }
         return match response.response_code {
-            ResponseCode::NoError => Ok(()),
+            ResponseCode::NoError => {
+                secondaries
+                    .counters
+                    .notifies_acknowledged
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(())
+            }
             ResponseCode::NotAuth => Err(failed(false, "NOTAUTH: the secondary does not accept this key for NOTIFY from this address (check its allow-notify / acl and the key)".into())),
             ResponseCode::Refused => Err(failed(false, "REFUSED: the secondary does not accept NOTIFY for this zone from this address (is this agent one of its primaries?)".into())),
             ResponseCode::NotImp => Err(failed(false, "NOTIMP: the server does not take NOTIFY".into())),

@@ -29,6 +29,8 @@
 //! and closing SOA always belong together.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
@@ -46,10 +48,29 @@ use crate::config::SecondariesConfig;
 const CHUNK: usize = 16 * 1024;
 
 /// What the DNS server needs to feed the secondaries: the configuration and the key, resolved
-/// at start (and again at each reload).
+/// at start (and again at each reload), and the counters `/metrics` shows (the same ones
+/// across reloads).
 pub struct Secondaries {
     pub config: SecondariesConfig,
     pub signer: TSigner,
+    pub counters: Arc<SecondaryCounters>,
+}
+
+/// Transfers and NOTIFYs, for `/metrics`: relaxed atomics, bumped once per message.
+#[derive(Debug, Default)]
+pub struct SecondaryCounters {
+    /// Zone transfers sent whole (AXFR, or IXFR answered with the zone).
+    pub transfers: AtomicU64,
+    /// Transfer requests refused (no key, another key, an address not allowed, over UDP).
+    pub transfers_refused: AtomicU64,
+    /// NOTIFY messages sent (each retry counts).
+    pub notifies_sent: AtomicU64,
+    /// NOTIFYs a secondary acknowledged (NOERROR).
+    pub notifies_acknowledged: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 impl std::fmt::Debug for Secondaries {
@@ -90,6 +111,7 @@ pub fn answer(
             return None;
         }
         tracing::debug!(peer = %from, "zone transfer refused: not signed with the `secondaries.tsig` key");
+        bump(&secondaries.counters.transfers_refused);
         return Some(vec![unsigned(&request, ResponseCode::Refused, None)?]);
     }
     let signer = &secondaries.signer;
@@ -120,6 +142,7 @@ pub fn answer(
                 )
             };
             tracing::info!(peer = %from, key = %tsig.name, %error, "signed request refused: {why}");
+            bump(&secondaries.counters.transfers_refused);
             return Some(vec![unsigned(
                 &request,
                 ResponseCode::NotAuth,
@@ -129,7 +152,16 @@ pub fn answer(
     };
     let mut chain = Chain::new(signer, request.id, request_mac, now);
     if transfer {
-        return transfer_answer(&secondaries.config, zone, &request, from, tcp, &mut chain);
+        let answer = transfer_answer(&secondaries.config, zone, &request, from, tcp, &mut chain);
+        let whole = answer
+            .as_ref()
+            .is_some_and(|m| m.len() > 1 || m.first().is_some_and(|b| is_whole_zone(b)));
+        bump(if whole {
+            &secondaries.counters.transfers
+        } else {
+            &secondaries.counters.transfers_refused
+        });
+        return answer;
     }
     if request.op_code != OpCode::Query || request.queries.len() != 1 {
         let code = if request.op_code == OpCode::Query {
@@ -233,6 +265,14 @@ fn transfer_answer(
     tracing::info!(peer = %from, kind = %qtype, serial = zone.serial, records = records.len(),
         messages = messages.len(), bytes, "zone transferred to a secondary");
     Some(messages)
+}
+
+/// Whether a one-message answer to a transfer is the zone (NOERROR with more than the SOA),
+/// not a refusal or the SOA alone.
+fn is_whole_zone(message: &[u8]) -> bool {
+    message.len() >= 12
+        && message[3] & 0x0F == 0
+        && u16::from_be_bytes([message[6], message[7]]) > 1
 }
 
 /// Whether the IXFR's SOA (authority section) already has our serial, or a newer one (RFC 1982).

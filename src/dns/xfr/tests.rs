@@ -58,6 +58,7 @@ fn secondaries(config: &Config) -> Secondaries {
     Secondaries {
         config: config.secondaries.clone().unwrap(),
         signer: key(b"the shared secret of the test key"),
+        counters: Default::default(),
     }
 }
 
