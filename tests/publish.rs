@@ -146,7 +146,7 @@ impl Server {
                          log:\n  - target: stderr\n    any: info\n\
                          database:\n  storage: \"{d}/db\"\n\
                          key:\n  - id: {KEY}\n    algorithm: hmac-sha256\n    secret: {SECRET}\n\
-                         acl:\n  - id: agent\n    key: {KEY}\n    action: update\n\
+                         acl:\n  - id: agent\n    key: {KEY}\n    action: update\n    update-type: [A, AAAA]\n\
                          template:\n  - id: default\n    storage: \"{d}\"\n    file: \"%s.zone\"\n\
                          zone:\n  - domain: {ZONE}\n    acl: agent\n"
                     ),
@@ -571,6 +571,8 @@ fn records_follow_failover_and_failback_on_bind_knot_and_powerdns() {
         "no failure reported: {:?}",
         agent_events(dashboard)
     );
+    // `dns.serve: false`: no DNS socket at all.
+    assert!(agent.log_text().contains("dns=[]"), "{}", agent.log_text());
     // Counted in /metrics: three changes on three servers.
     assert!(metric(dashboard, "failoverd_publish_updates_total") >= 9.0);
     assert!(metric(dashboard, "failoverd_publish_queries_total") > 0.0);

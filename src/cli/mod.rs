@@ -229,12 +229,31 @@ fn send_override(mut request: Request, args: OverrideArgs) -> Outcome {
 
 /// `delegation`: the NS and glue records the parent zone needs.
 pub fn delegation(config: &Path) -> Outcome {
-    write_out(&delegation::render(&load(config)?))
+    let cfg = load(config)?;
+    not_serving(&cfg)?;
+    write_out(&delegation::render(&cfg))
+}
+
+/// With `dns.serve: false` there is no server to delegate to or ask: say where the names are.
+fn not_serving(cfg: &crate::config::Config) -> Outcome {
+    if cfg.dns.serve {
+        return Ok(());
+    }
+    let servers: Vec<String> = cfg
+        .publish
+        .iter()
+        .flat_map(|p| p.servers.iter().map(|s| s.to_string()))
+        .collect();
+    Err(Failure::config(format!(
+        "dns.serve is false: the agents answer no DNS and need no delegation; the names are published to {} (check them there, e.g. dig @SERVER -p PORT NAME A)",
+        servers.join(", ")
+    )))
 }
 
 /// `verify`: asks every agent (and a resolver); exit 1 unless all agree.
 pub fn verify(config: &Path, server: Option<&str>) -> Outcome {
     let cfg = load(config)?;
+    not_serving(&cfg)?;
     let resolver = server
         .map(verify::parse_server)
         .transpose()

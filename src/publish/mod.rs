@@ -184,6 +184,8 @@ struct ServerPublisher {
     failures: u32,
     /// The failure last reported, so a retry failing the same way is not reported again.
     reported: Option<String>,
+    /// Why the last read-back failed, logged once per cause.
+    read_error: Option<String>,
 }
 
 impl ServerPublisher {
@@ -199,6 +201,7 @@ impl ServerPublisher {
             retry_at: None,
             failures: 0,
             reported: None,
+            read_error: None,
         }
     }
 
@@ -349,8 +352,14 @@ impl ServerPublisher {
                 {
                     Ok(answer) => answer,
                     Err(failure) => {
-                        // The update path reports an unreachable server; here it is a note.
-                        debug!(server = %self.server, name = %name, error = %failure.explain(&publish.zone, None), "cannot read the records back");
+                        // An unreachable server is reported by the update path; a server that
+                        // refuses our queries is logged once (others' changes go unseen).
+                        let why = failure.explain(&publish.zone, None);
+                        if self.read_error.as_deref() != Some(why.as_str()) {
+                            warn!(server = %self.server, name = %name, error = %why,
+                                "cannot read the records back; changes made by others are not seen until it works");
+                            self.read_error = Some(why);
+                        }
                         return;
                     }
                 };
@@ -372,6 +381,9 @@ impl ServerPublisher {
             }
             self.known.insert(name.clone(), held);
         }
+        if let Some(why) = self.read_error.take() {
+            info!(server = %self.server, previous_error = %why, "reading the records back works again");
+        }
         if !sender && differing != self.differing && !differing.is_empty() {
             let names: Vec<String> = differing.iter().map(|n| n.to_ascii()).collect();
             info!(server = %self.server, names = %names.join(", "),
@@ -384,6 +396,74 @@ impl ServerPublisher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decide::{Decision, Reason};
+    use crate::status::PeerStatus;
+
+    const YAML: &str = "zone: app.example.com\nself: n1\ndns: { serve: false, ttl: 7s }\n\
+        nodes:\n  - { id: n1, addresses: [192.0.2.1, \"2001:db8::1\"] }\n  - { id: n2, address: 192.0.2.2 }\n\
+        checks:\n  - { id: web, type: http, url: \"http://{address}/\" }\n\
+        hostnames:\n  - { name: www, checks: [web] }\n  - { name: none, checks: [web], when_all_down: none }\n\
+        publish: { servers: [\"192.0.2.53\"], zone: example.com, ttl: 20s }\n";
+
+    fn config(extra: &str) -> Arc<Config> {
+        let text = format!("{YAML}{extra}");
+        Arc::new(crate::config::parse(std::path::Path::new("t.yaml"), &text).unwrap())
+    }
+
+    #[test]
+    fn desired_is_what_the_embedded_server_answers_with_the_publish_ttl() {
+        let config = config("");
+        let publish = config.publish.clone().unwrap();
+        let decisions = [
+            Decision {
+                nodes: vec![0],
+                reason: Reason::Healthy,
+            },
+            Decision {
+                nodes: vec![],
+                reason: Reason::AllDownEmpty,
+            },
+        ];
+        let zone = crate::dns::zone::build(&config, &decisions, 1);
+        let wanted = desired(&config, &publish, &zone).unwrap();
+        assert_eq!(wanted.len(), 2);
+        assert_eq!(wanted[0].0.to_ascii(), "www.app.example.com.");
+        assert_eq!(
+            wanted[0].1,
+            Addresses::new(
+                vec!["192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap()],
+                20
+            )
+        );
+        // No address: both RRsets are deleted on the server.
+        assert_eq!(wanted[1].1, Addresses::default());
+        // Nothing before the first round.
+        let not_ready = Zone::not_ready(&config, 1, &[]);
+        assert!(desired(&config, &publish, &not_ready).is_none());
+    }
+
+    #[test]
+    fn in_a_cluster_the_notifier_writes_once_it_has_heard_the_others() {
+        let alone = Status::new(config(""), 1);
+        assert!(sends(&alone), "without a cluster the agent always writes");
+        let cluster = config("cluster: { listen: \"192.0.2.1:8053\", period: 60s }\n");
+        let mut status = Status::new(cluster, 1);
+        assert!(status.notifying);
+        assert!(
+            !sends(&status),
+            "not before a peer was heard or 3 periods passed"
+        );
+        status.peers = vec![PeerStatus {
+            agent: "n2".into(),
+            address: "192.0.2.2:8053".parse().unwrap(),
+            reachable: true,
+            last_seen: Some(std::time::SystemTime::now()),
+            error: None,
+        }];
+        assert!(sends(&status));
+        status.notifying = false;
+        assert!(!sends(&status), "the others only check");
+    }
 
     #[test]
     fn backoff_doubles_to_its_cap() {
