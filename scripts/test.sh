@@ -32,6 +32,8 @@ command -v unbound >/dev/null 2>&1 || need+=(unbound)
 command -v dnsviz >/dev/null 2>&1 || need+=(dnsviz)
 # Strict DNS client: reports truncated answers that are not whole messages (tests/wire.rs).
 command -v kdig >/dev/null 2>&1 || need+=(knot-dnsutils)
+# Real secondaries fed by zone transfer and NOTIFY (tests/secondaries.rs): NSD, Knot, BIND.
+command -v nsd >/dev/null 2>&1 || need+=(nsd)
 # RFC 2136 update targets (tests/publish.rs): BIND (above), Knot, PowerDNS with its SQLite
 # backend (the bind backend takes no updates); nsupdate comes with bind9-dnsutils.
 command -v knotd >/dev/null 2>&1 || need+=(knot)

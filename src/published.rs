@@ -33,6 +33,8 @@ pub struct Published {
     pub pull_now: Arc<tokio::sync::Notify>,
     /// RFC 2136 updates and read-backs, counted by the publisher (src/publish/).
     pub publishing: Arc<crate::publish::PublishCounters>,
+    /// Zone transfers and NOTIFYs, counted by `dns::xfr` and `dns::notify_secondaries`.
+    pub secondaries: Arc<crate::dns::SecondaryCounters>,
     /// Transitions of the last 24 h, filled by the history recorder (src/history/).
     pub history: crate::history::Shared,
 }

@@ -187,7 +187,9 @@ fn a_wrong_secret_is_refused_and_its_votes_are_ignored() {
             let node2_counted = peer("node2").is_some_and(|p| p["reachable"] == true);
             let node3_refuses = peer("node3").is_some_and(|p| {
                 p["reachable"] == false
-                    && p["error"].as_str().is_some_and(|e| e.contains("bad signature"))
+                    && p["error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("bad signature"))
             });
             node2_counted && node3_refuses
         },

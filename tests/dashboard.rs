@@ -366,14 +366,18 @@ fn the_json_api_matches_what_dig_gets_and_metrics_parse() {
     );
     // The serial gauge says what DNS serves. The zone may change between the scrape and the
     // query (a new serial), so they are read again until they agree, within a deadline.
-    wait_until(Duration::from_secs(5), "the serial gauge to match the SOA", || {
-        let text = get(dashboard, "/metrics").body;
-        let gauge = text
-            .lines()
-            .find_map(|l| l.strip_prefix("failoverd_soa_serial "))
-            .and_then(|v| v.trim().parse::<f64>().ok());
-        gauge == Some(soa_serial(dns, ZONE) as f64)
-    });
+    wait_until(
+        Duration::from_secs(5),
+        "the serial gauge to match the SOA",
+        || {
+            let text = get(dashboard, "/metrics").body;
+            let gauge = text
+                .lines()
+                .find_map(|l| l.strip_prefix("failoverd_soa_serial "))
+                .and_then(|v| v.trim().parse::<f64>().ok());
+            gauge == Some(soa_serial(dns, ZONE) as f64)
+        },
+    );
     drop(agent);
 }
 

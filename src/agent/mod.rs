@@ -8,6 +8,7 @@
 //! ```
 
 mod reload;
+mod secondaries;
 mod tasks;
 mod writer;
 
@@ -16,7 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -108,6 +109,9 @@ pub enum AgentError {
     /// configuration problem, located in the file.
     #[error("{0}")]
     Notify(ConfigError),
+    /// The `secondaries.tsig` key cannot be read (its variable not set, not base64).
+    #[error("{0}")]
+    Secondaries(ConfigError),
     /// The `publish.tsig` secret cannot be read: a configuration problem, located in the file.
     #[error("{0}")]
     PublishKey(ConfigError),
@@ -133,6 +137,8 @@ pub struct Agent {
     cluster: Option<(PeerServer, Secret)>,
     /// The notification channels and their subscription, taken before any event is emitted.
     notifier: Option<(Notifier, broadcast::Receiver<Arc<Event>>)>,
+    /// Transfers and NOTIFY (`secondaries:`), read by the DNS server; replaced at reload.
+    secondaries: Arc<ArcSwapOption<crate::dns::Secondaries>>,
     /// The key of `publish.tsig`, read at start (`None` inside: unsigned updates).
     publisher: Option<Option<hickory_proto::rr::TSigner>>,
 }
@@ -142,6 +148,10 @@ impl Agent {
     pub fn build(config: Config, state_dir: &Path) -> Result<Self, AgentError> {
         // First: a missing SMTP password is a configuration error, reported before anything else.
         let notifier = Notifier::build(&config).map_err(AgentError::Notify)?;
+        let secondary_counters = Arc::new(crate::dns::SecondaryCounters::default());
+        let secondaries = Arc::new(ArcSwapOption::new(
+            secondaries::resolve(&config, &secondary_counters).map_err(AgentError::Secondaries)?,
+        ));
         let publisher = match &config.publish {
             Some(_) => Some(crate::publish::signer(&config).map_err(AgentError::PublishKey)?),
             None => None,
@@ -206,8 +216,9 @@ impl Agent {
         })?;
         let probes = build_probes(&config, &clients)?;
 
-        let sockets = DnsSockets::bind(&config.dns.listen)
+        let mut sockets = DnsSockets::bind(&config.dns.listen)
             .map_err(|(addr, source)| AgentError::Bind { addr, source })?;
+        sockets.feed_secondaries(secondaries.clone());
         let cluster = match (&config.cluster, secret) {
             (Some(c), Some(secret)) => Some((
                 PeerServer::bind(c.listen).map_err(|source| AgentError::ClusterBind {
@@ -239,6 +250,7 @@ impl Agent {
             dns_queries: Arc::default(),
             notifications: Arc::default(),
             publishing: Arc::default(),
+            secondaries: secondary_counters,
             history: history.shared(),
         };
         let dashboard =
@@ -262,6 +274,7 @@ impl Agent {
             publisher,
             published,
             dashboard,
+            secondaries,
         })
     }
 
@@ -306,6 +319,7 @@ impl Agent {
             overrides,
             commands,
             notifier,
+            secondaries,
             publisher,
         } = self;
         let addrs = sockets.local_addrs();
@@ -351,6 +365,20 @@ impl Agent {
                 .serve(stop.clone(), limit)
                 .await
                 .map_err(|e| e.to_string())?;
+            until_shutdown(&stop)
+        });
+
+        let secondary_counters = published.secondaries.clone();
+        // NOTIFY to the secondaries on every serial change (idle without `secondaries:`).
+        let notify_secondaries = crate::dns::notify_secondaries::run(
+            published.snapshot.clone(),
+            secondaries.clone(),
+            config.dns.listen.clone(),
+            shutdown.clone(),
+        );
+        let stop = shutdown.clone();
+        tasks.spawn("secondaries NOTIFY", async move {
+            notify_secondaries.await;
             until_shutdown(&stop)
         });
 
@@ -477,9 +505,9 @@ impl Agent {
                     break failed("notifier", why);
                 }
                 Some(()) = reloads.recv() => {
-                    match load_for_reload(&current, &clients) {
+                    match load_for_reload(&current, &clients, &secondary_counters) {
                         Err(error) => error!(%error, file = %current.path.display(), "reload refused; still running on the previous configuration"),
-                        Ok((new, probes)) => {
+                        Ok((new, probes, fed)) => {
                             // A pair the writer carries over keeps its pace: its probe starts
                             // from the state published for it (see `carried_pairs`).
                             let known = {
@@ -498,6 +526,7 @@ impl Agent {
                             generation = shutdown.child_token();
                             spawn_probes(&mut tasks, &new, probes, known, &tx, &generation);
                             limits.resize(&new);
+                            secondaries.store(fed);
                             current = new;
                         }
                     }
@@ -605,13 +634,21 @@ fn spawn_probes(
     }
 }
 
+/// A configuration read for a reload: the config, its probes, and its secondaries' key.
+type Reloaded = (
+    Arc<Config>,
+    Vec<Probe>,
+    Option<Arc<crate::dns::Secondaries>>,
+);
+
 /// Reads the configuration file again for a reload. Settings bound at start (listen addresses,
 /// notification channels, the cluster's peer API and secret) are reported as needing a restart
 /// and stay as they are (`reload`); everything else applies.
 fn load_for_reload(
     current: &Config,
     clients: &HttpClients,
-) -> Result<(Arc<Config>, Vec<Probe>), String> {
+    counters: &Arc<crate::dns::SecondaryCounters>,
+) -> Result<Reloaded, String> {
     let mut new = config::load(&current.path).map_err(|e| e.to_string())?;
     for key in reload::keep_restart_only(current, &mut new) {
         warn!(
@@ -620,5 +657,6 @@ fn load_for_reload(
         );
     }
     let probes = build_probes(&new, clients).map_err(|e| e.to_string())?;
-    Ok((Arc::new(new), probes))
+    let fed = secondaries::resolve(&new, counters).map_err(|e| e.to_string())?;
+    Ok((Arc::new(new), probes, fed))
 }

@@ -8,6 +8,7 @@
 //! | `notify` (any of it)                                   | warned; the channels built at start stay |
 //! | `cluster:` added or removed                            | warned; the agent keeps the cluster it started with (or none) |
 //! | `cluster.listen`, `cluster.secret_env`                 | warned; the values in force stay (the peer API is bound, the secret read) |
+//! | `secondaries:` (targets, `allow_from`, key, SOA timers)  | applied: the key is read again, every target is told the serial once |
 //! | `dns.serve`                                            | warned; the DNS server runs (or not) as at start |
 //! | `publish:` added or removed, `publish.tsig`            | warned; the publisher and key read at start stay |
 //! | `publish.servers`, `zone`, `ttl`, `verify_interval`, `timeout` | applied: the next round publishes to the new servers |
@@ -45,6 +46,8 @@ pub(super) fn keep_restart_only(current: &Config, new: &mut Config) -> Vec<&'sta
         hostnames: _,
         notify,
         cluster,
+        // Applied: the agent stores the new `dns::Secondaries` (see agent/secondaries.rs).
+        secondaries: _,
         publish,
     } = new;
     let mut keys = Vec::new();

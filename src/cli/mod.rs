@@ -83,6 +83,7 @@ pub fn run(config: &Path, state_dir: &Path) -> Outcome {
             Err(
                 e @ (AgentError::Notify(_)
                 | AgentError::ClusterSecret(_)
+                | AgentError::Secondaries(_)
                 | AgentError::PublishKey(_)),
             ) => {
                 return Err(Failure::config(e));

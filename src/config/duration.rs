@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer};
 pub struct HumanDuration(pub Duration);
 
 impl HumanDuration {
-    /// Parses `500ms`, `5s`, `2m`, `1h` or a combination such as `1m30s`.
+    /// Parses `500ms`, `5s`, `2m`, `1h`, `1d`, `1w` or a combination such as `1m30s`.
     pub fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();
         let bad = || {
@@ -43,6 +43,9 @@ impl HumanDuration {
                 "s" => Duration::from_secs(value),
                 "m" => Duration::from_secs(value.saturating_mul(60)),
                 "h" => Duration::from_secs(value.saturating_mul(3600)),
+                // For the SOA timers (`secondaries.soa.expire: 1w`).
+                "d" => Duration::from_secs(value.saturating_mul(86400)),
+                "w" => Duration::from_secs(value.saturating_mul(7 * 86400)),
                 _ => return Err(bad()),
             };
             total = total.saturating_add(part);
@@ -105,6 +108,8 @@ mod tests {
             ("1h", Duration::from_secs(3600)),
             ("1m30s", Duration::from_secs(90)),
             (" 10s ", Duration::from_secs(10)),
+            ("2d", Duration::from_secs(2 * 86400)),
+            ("1w", Duration::from_secs(7 * 86400)),
         ];
         for (text, want) in cases {
             assert_eq!(
@@ -117,7 +122,7 @@ mod tests {
 
     #[test]
     fn refuses_numbers_without_units_and_unknown_units() {
-        for text in ["5", "", "s", "5 s", "5sec", "-5s", "1.5s", "5d"] {
+        for text in ["5", "", "s", "5 s", "5sec", "-5s", "1.5s", "5y"] {
             let err = HumanDuration::parse(text).unwrap_err();
             assert!(err.contains("500ms, 5s, 2m"), "{text}: {err}");
         }

@@ -30,6 +30,7 @@ pub struct ConfigFile {
     #[serde(default)]
     pub cluster: Option<ClusterSection>,
     #[serde(default)]
+    pub secondaries: Option<Spanned<super::secondaries::SecondariesSection>>,
     pub publish: Option<super::PublishSection>,
 }
 

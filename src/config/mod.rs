@@ -34,6 +34,7 @@ mod model;
 mod nodes;
 mod notify;
 mod publish;
+mod secondaries;
 mod secret;
 mod summary;
 mod this_node;
@@ -59,6 +60,7 @@ pub use notify::{
 pub use publish::{
     DEFAULT_PUBLISH_TIMEOUT, DEFAULT_VERIFY_INTERVAL, PublishConfig, PublishSection,
 };
+pub use secondaries::{SecondariesConfig, SoaTimers, canonical_ip};
 pub use secret::{Password, SecretKind, SecretSource};
 pub use this_node::{SelfSource, find_self};
 pub use timing::{MAX_INTERVAL, MAX_TIMEOUT, MIN_TIMING, Timing};

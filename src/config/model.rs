@@ -33,6 +33,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// Agreement with the other agents; `None`: this agent decides alone.
     pub cluster: Option<ClusterConfig>,
+    /// Secondaries fed by zone transfer and NOTIFY (`secondaries:`); `None`: transfers REFUSED.
+    pub secondaries: Option<super::SecondariesConfig>,
     /// RFC 2136 updates of the answers into existing DNS servers (`publish:`).
     pub publish: Option<super::PublishConfig>,
 }

@@ -155,6 +155,7 @@ impl Config {
                 );
             }
         }
+        out.push_str(&super::secondaries::summary(self));
         out
     }
 }

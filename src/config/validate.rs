@@ -77,6 +77,7 @@ impl Validator<'_> {
             hostnames,
             notify,
             cluster,
+            secondaries,
             publish,
         } = raw;
 
@@ -120,11 +121,24 @@ impl Validator<'_> {
             None => None,
             Some(section) => Some(self.cluster(section)?),
         };
+        let secondaries = match secondaries {
+            None => None,
+            Some(section) => Some(self.secondaries(section)?),
+        };
 
         let publish = match publish {
             None => None,
             Some(section) => Some(self.publish(section, &zone_name, dns.ttl)?),
         };
+        if let Some(serve) = serve_span.as_ref().filter(|s| !s.value)
+            && secondaries.is_some()
+        {
+            return Err(self.error(
+                serve,
+                "dns.serve",
+                "with `serve: false` no DNS server answers the secondaries' transfers: remove `secondaries:` (the secondaries can be fed by `publish:` instead) or `serve: false`",
+            ));
+        }
         if let Some(serve) = serve_span.filter(|s| !s.value)
             && publish.is_none()
         {
@@ -147,6 +161,7 @@ impl Validator<'_> {
             hostnames,
             notify,
             cluster,
+            secondaries,
             publish,
         })
     }

@@ -28,6 +28,10 @@
 //! | `failoverd_publish_update_failures_total`       | counter | (each retry counts)            |
 //! | `failoverd_publish_queries_total`               | counter | (read-back queries)            |
 //! | `failoverd_publish_drift_total`                 | counter | (names someone else changed)   |
+//! | `failoverd_secondary_transfers_total`           | counter | (zone transfers sent whole)    |
+//! | `failoverd_secondary_transfers_refused_total`   | counter | (no key, wrong key, address, UDP) |
+//! | `failoverd_secondary_notifies_sent_total`       | counter | (each retry counts)            |
+//! | `failoverd_secondary_notifies_acknowledged_total` | counter | (NOERROR from a secondary)   |
 
 use std::collections::HashMap;
 use std::fmt;
@@ -426,6 +430,38 @@ impl Collector for Source {
                 "publish_drift",
                 "Names found changed on a server by someone else after the agent's update.",
                 &publish.drift,
+            ),
+        ] {
+            single(
+                &mut encoder,
+                name,
+                help,
+                MetricType::Counter,
+                ConstCounter::new(value.load(Ordering::Relaxed)),
+            )?;
+        }
+
+        let secondaries = &self.published.secondaries;
+        for (name, help, value) in [
+            (
+                "secondary_transfers",
+                "Zone transfers sent whole to a secondary (AXFR, or IXFR answered with the zone).",
+                &secondaries.transfers,
+            ),
+            (
+                "secondary_transfers_refused",
+                "Transfer requests refused (no key, another key, an address not allowed, over UDP).",
+                &secondaries.transfers_refused,
+            ),
+            (
+                "secondary_notifies_sent",
+                "NOTIFY messages sent to the secondaries (each retry counts).",
+                &secondaries.notifies_sent,
+            ),
+            (
+                "secondary_notifies_acknowledged",
+                "NOTIFY messages a secondary acknowledged.",
+                &secondaries.notifies_acknowledged,
             ),
         ] {
             single(

@@ -118,6 +118,7 @@ fn published(ready: bool) -> Published {
         dns_queries: Arc::default(),
         notifications: Arc::default(),
         publishing: Arc::default(),
+        secondaries: Arc::default(),
         commands: tokio::sync::mpsc::channel(1).0,
         pull_now: Arc::default(),
         history: Arc::default(),

@@ -6,10 +6,12 @@
 //! live in [`respond`], the zone's contents in [`zone`].
 
 mod mmsg;
+pub mod notify_secondaries;
 pub mod respond;
 pub mod saved;
 mod tcp;
 mod udp;
+pub mod xfr;
 pub mod zone;
 
 use std::io;
@@ -17,7 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use hickory_proto::op::{Edns, Metadata, OpCode, ResponseCode};
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
@@ -31,6 +33,7 @@ use crate::connections::{Cap, Limiter};
 
 #[doc(hidden)]
 pub use udp::Answerer;
+pub use xfr::{Secondaries, SecondaryCounters};
 pub use zone::Zone;
 
 /// The UDP payload size we advertise and never exceed (the DNS flag day 2020 value: no IP
@@ -81,6 +84,8 @@ pub struct QueryHandler<S> {
     source: Arc<ArcSwap<S>>,
     /// Responses by code, for `/metrics`.
     queries: Arc<QueryCounters>,
+    /// Who may transfer the zone and the TSIG key (`secondaries:`); empty when not configured.
+    secondaries: Arc<ArcSwapOption<Secondaries>>,
 }
 
 impl<S: Serves> QueryHandler<S> {
@@ -90,7 +95,30 @@ impl<S: Serves> QueryHandler<S> {
 
     /// A handler that counts its responses into `queries` (shared with the metrics endpoint).
     pub fn with_counters(source: Arc<ArcSwap<S>>, queries: Arc<QueryCounters>) -> Self {
-        Self { source, queries }
+        Self {
+            source,
+            queries,
+            secondaries: Arc::default(),
+        }
+    }
+
+    /// The same handler, answering transfers and signed messages as `secondaries` says.
+    pub fn with_secondaries(mut self, secondaries: Arc<ArcSwapOption<Secondaries>>) -> Self {
+        self.secondaries = secondaries;
+        self
+    }
+
+    /// The answer to a transfer request or a signed message (see `xfr`); `None`: the usual path.
+    fn transfer(&self, raw: &[u8], from: SocketAddr, tcp: bool) -> Option<Vec<Vec<u8>>> {
+        let secondaries = self.secondaries.load();
+        let secondaries = secondaries.as_deref()?;
+        xfr::answer(
+            Some(secondaries),
+            self.source.load().answers().zone(),
+            raw,
+            from,
+            tcp,
+        )
     }
 }
 
@@ -238,6 +266,8 @@ pub struct DnsSockets {
     /// Blocking, with read and write timeouts: each is served by a thread of its own.
     udp: Vec<std::net::UdpSocket>,
     tcp: Vec<TcpListener>,
+    /// Transfers and NOTIFY (`secondaries:`), set by `feed_secondaries`; empty otherwise.
+    secondaries: Arc<ArcSwapOption<Secondaries>>,
 }
 
 impl DnsSockets {
@@ -257,7 +287,17 @@ impl DnsSockets {
             udp.push(u.into());
             tcp.push(TcpListener::from_std(t.into()).map_err(|e| (addr, e))?);
         }
-        Ok(Self { udp, tcp })
+        Ok(Self {
+            udp,
+            tcp,
+            secondaries: Arc::default(),
+        })
+    }
+
+    /// Answers zone transfers and signed messages as `secondaries` says (it may change later:
+    /// a reload stores the new value).
+    pub fn feed_secondaries(&mut self, secondaries: Arc<ArcSwapOption<Secondaries>>) {
+        self.secondaries = secondaries;
     }
 
     /// Binds UDP and TCP on `addr`. Port 0 (tests): TCP goes on the port UDP got, so one address
@@ -330,13 +370,14 @@ impl DnsSockets {
                 shutdown.clone(),
                 runtime.clone(),
             );
+            let secondaries = self.secondaries.clone();
             std::thread::Builder::new()
                 .name("dns-udp".into())
                 .spawn(move || {
                     // A panic here would silently end UDP answering on this socket: stop the
                     // whole server instead, so the agent exits non-zero and is restarted.
                     let stop = shutdown.clone();
-                    let serve = || udp::serve(socket, source, queries, shutdown, runtime);
+                    let serve = || udp::serve(socket, source, queries, secondaries, shutdown, runtime);
                     if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(serve)) {
                         let message = payload
                             .downcast_ref::<&str>()
@@ -348,7 +389,9 @@ impl DnsSockets {
                     }
                 })?;
         }
-        let handler = Arc::new(QueryHandler::with_counters(source, queries));
+        let handler = Arc::new(
+            QueryHandler::with_counters(source, queries).with_secondaries(self.secondaries.clone()),
+        );
         let mut tcp = JoinSet::new();
         for listener in self.tcp {
             tcp.spawn(tcp::serve(

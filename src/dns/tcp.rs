@@ -9,7 +9,7 @@
 //! |----------------------------------------|-------|
 //! | connections                            | the limiter's cap, total and per source; the quietest connection closes first |
 //! | time for one message (length + body)   | `MESSAGE_TIMEOUT` from the end of the previous exchange |
-//! | time to write an answer                | `WRITE_TIMEOUT` |
+//! | time to write an answer                | `WRITE_TIMEOUT` (each message of a zone transfer, see `xfr`) |
 //! | memory per message being read          | what has arrived (doubling from `INITIAL_BUFFER`), not what was announced |
 //! | accept errors                          | back off (see `connections::accept`) |
 //!
@@ -76,7 +76,7 @@ pub(super) async fn serve<S: Serves>(
 }
 
 /// Answers the messages of one connection until it closes, falls silent or misbehaves.
-async fn connection<S: AsyncRead + AsyncWrite + Unpin, A: Serves>(
+pub(super) async fn connection<S: AsyncRead + AsyncWrite + Unpin, A: Serves>(
     mut stream: S,
     from: SocketAddr,
     handler: &QueryHandler<A>,
@@ -89,6 +89,17 @@ async fn connection<S: AsyncRead + AsyncWrite + Unpin, A: Serves>(
             _ => return,
         };
         slot.touch();
+        // Zone transfers and signed messages (`xfr`): several messages, each written in time.
+        if let Some(messages) = handler.transfer(&message, from, true) {
+            for message in messages {
+                let Some(framed) = frame(message) else { return };
+                match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&framed)).await {
+                    Ok(Ok(())) => slot.touch(),
+                    _ => return,
+                }
+            }
+            continue;
+        }
         let Some(answer) = answer(handler, message, from).await else {
             return;
         };

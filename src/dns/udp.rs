@@ -377,11 +377,13 @@ pub(super) fn serve<S: Serves>(
     socket: std::net::UdpSocket,
     source: Arc<ArcSwap<S>>,
     queries: Arc<QueryCounters>,
+    secondaries: Arc<arc_swap::ArcSwapOption<super::Secondaries>>,
     shutdown: CancellationToken,
     runtime: tokio::runtime::Handle,
 ) {
     lower_priority_or_warn();
-    let handler = QueryHandler::with_counters(source.clone(), queries.clone());
+    let handler =
+        QueryHandler::with_counters(source.clone(), queries.clone()).with_secondaries(secondaries);
     let fd = socket.as_raw_fd();
     let mut inbox = Inbox::default();
     let mut outbox = Outbox::default();
@@ -488,6 +490,10 @@ async fn slow<S: Serves>(
     query: &[u8],
     src: SocketAddr,
 ) -> Option<Vec<u8>> {
+    // Signed messages (the secondaries' SOA checks): verified and answered signed (`xfr`).
+    if let Some(mut answers) = handler.transfer(query, src, false) {
+        return answers.pop();
+    }
     let request = match Request::from_bytes(query.to_vec(), src, Protocol::Udp) {
         Ok(request) => request,
         Err(_) => {

@@ -13,12 +13,6 @@ use hickory_proto::rr::{LowerName, Name, RData, Record};
 use crate::config::Config;
 use crate::decide::Decision;
 
-/// SOA timers. Nothing transfers this zone (AXFR is refused), so only MINIMUM matters to
-/// resolvers; the others are conventional values for a secondary that is never configured.
-const SOA_REFRESH: i32 = 3600;
-const SOA_RETRY: i32 = 600;
-const SOA_EXPIRE: i32 = 86400;
-
 /// Records owned by one name of the zone.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct NameRecords {
@@ -155,14 +149,17 @@ fn build_with<'d>(
         glue.extend(entry.a.iter().chain(entry.aaaa.iter()).cloned());
     }
 
+    // The timers matter to secondaries (`secondaries.soa`); MINIMUM to resolvers too.
+    let timers = config.soa_timers();
+    let secs = |d: std::time::Duration| i32::try_from(d.as_secs()).unwrap_or(i32::MAX);
     let soa = SOA::new(
         ns_names[0].clone(),
         config.dns.hostmaster.clone(),
         serial,
-        SOA_REFRESH,
-        SOA_RETRY,
-        SOA_EXPIRE,
-        ttl,
+        secs(timers.refresh),
+        secs(timers.retry),
+        secs(timers.expire),
+        timers.minimum.map_or(ttl, |m| m.as_secs() as u32),
     );
     let soa = vec![Record::from_rdata(origin.clone(), ttl, RData::SOA(soa))];
 

@@ -53,6 +53,7 @@ async fn an_event_received_is_in_the_snapshot_loaded_next() {
         dns_queries: Arc::default(),
         notifications: Arc::default(),
         publishing: Arc::default(),
+        secondaries: Arc::default(),
         commands,
         pull_now: Arc::default(),
         history: Arc::default(),
