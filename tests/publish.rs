@@ -811,11 +811,16 @@ fn a_missing_secret_stops_the_agent_naming_the_variable() {
     );
 }
 
-/// Median time from the agent's change to the record on each server over ten failovers (and
-/// failbacks), and the messages the agent sent: printed, for bench/ and the notes.
+/// Time from the agent's change to the record on each server, over failovers and failbacks
+/// (two here; `FAILOVERD_BENCH_ROUNDS=20` from bench/publish.sh), and the messages the agent
+/// sent: each record must follow within the deadline; the times are printed for bench/.
 #[test]
-#[ignore = "a measurement (about a minute): cargo test --test publish -- --ignored --nocapture"]
 fn measure_time_to_record_on_each_server() {
+    let rounds: usize = std::env::var("FAILOVERD_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(2);
+    let idle_window = Duration::from_secs(if rounds > 2 { 5 } else { 1 });
     let mut setup = setup(164, &[Kind::Bind, Kind::Knot, Kind::PowerDns]);
     let (node1, node2) = (ip(164, 11), ip(164, 12));
     let (node1, node2) = (node1.as_str(), node2.as_str());
@@ -824,7 +829,7 @@ fn measure_time_to_record_on_each_server() {
     let mut delays: Vec<Vec<f64>> = vec![Vec::new(); setup.servers.len()];
     let cpu_before = cpu_ms(agent.pid());
     let started = Instant::now();
-    for round in 0..20 {
+    for round in 0..rounds {
         let want = if round % 2 == 0 { node2 } else { node1 };
         if round % 2 == 0 {
             setup.backends[0].stop();
@@ -868,11 +873,11 @@ fn measure_time_to_record_on_each_server() {
     // Idle cost: only the read-back runs (2 queries per name per server per interval).
     let idle_before = cpu_ms(agent.pid());
     let queries_before = metric(dashboard, "failoverd_publish_queries_total");
-    std::thread::sleep(Duration::from_secs(5));
+    std::thread::sleep(idle_window);
     let idle = cpu_ms(agent.pid()) - idle_before;
     let idle_queries = metric(dashboard, "failoverd_publish_queries_total") - queries_before;
     println!(
-        "agent idle: {idle_queries} read-back queries in 5 s (1 name x 2 types x {} servers / 500 ms)",
+        "agent idle: {idle_queries} read-back queries in {idle_window:?} (1 name x 2 types x {} servers / 500 ms)",
         setup.servers.len()
     );
     let log = agent.log_text();
@@ -922,12 +927,12 @@ fn measure_time_to_record_on_each_server() {
         );
     }
     println!(
-        "agent: {updates} UPDATE messages answered NOERROR for 20 changes x {} servers in {:.1} s; read-back: 2 queries per name per server per verify_interval (500 ms here)",
+        "agent: {updates} UPDATE messages answered NOERROR for {rounds} changes x {} servers in {:.1} s; read-back: 2 queries per name per server per verify_interval (500 ms here)",
         setup.servers.len(),
         elapsed.as_secs_f64()
     );
     println!(
-        "agent CPU: {cpu} ms over the {:.1} s of changes (probes, decisions, dashboard API polled by this test, updates, read-back); {idle} ms in 5 s idle with read-back every 500 ms",
+        "agent CPU: {cpu} ms over the {:.1} s of changes (probes, decisions, dashboard API polled by this test, updates, read-back); {idle} ms in {idle_window:?} idle with read-back every 500 ms",
         elapsed.as_secs_f64()
     );
 }
