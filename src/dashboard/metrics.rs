@@ -409,7 +409,8 @@ impl Collector for Source {
             ConstCounter::new(notify.failed.load(Ordering::Relaxed)),
         )?;
 
-        let publish = &self.published.publishing;
+        // Counters of the publisher and of the secondaries' transfers and NOTIFYs.
+        let (publish, secondaries) = (&self.published.publishing, &self.published.secondaries);
         for (name, help, value) in [
             (
                 "publish_updates",
@@ -431,18 +432,6 @@ impl Collector for Source {
                 "Names found changed on a server by someone else after the agent's update.",
                 &publish.drift,
             ),
-        ] {
-            single(
-                &mut encoder,
-                name,
-                help,
-                MetricType::Counter,
-                ConstCounter::new(value.load(Ordering::Relaxed)),
-            )?;
-        }
-
-        let secondaries = &self.published.secondaries;
-        for (name, help, value) in [
             (
                 "secondary_transfers",
                 "Zone transfers sent whole to a secondary (AXFR, or IXFR answered with the zone).",
