@@ -178,7 +178,9 @@ pub async fn run(shutdown: CancellationToken) -> Result<(), String> {
     let (mut dns_port, mut dashboard_port) = (DNS_PORT, DASHBOARD_PORT);
     while dns_port < DNS_PORT + PORT_TRIES && dashboard_port < DASHBOARD_PORT + PORT_TRIES {
         let yaml = demo_config(&nodes, dns_port, dashboard_port);
-        let cfg = config::parse(Path::new("<demo>"), &yaml).map_err(|e| e.to_string())?;
+        let cfg = config::parse(Path::new("<demo>"), &yaml)
+            .and_then(config::find_self)
+            .map_err(|e| e.to_string())?;
         match Agent::build(cfg, &state_dir) {
             Ok(a) => {
                 agent = Some(a);

@@ -13,7 +13,8 @@ use lettre::message::Mailbox;
 use serde_saphyr::Spanned;
 
 use super::file::{EmailSection, NotifySection, SmtpSection, WebhookSection};
-use super::{ConfigError, HumanDuration, Validator, format_duration};
+use super::validate::Validator;
+use super::{ConfigError, HumanDuration, format_duration};
 
 /// Default time window that groups a burst of events into one digest message.
 pub const DEFAULT_DIGEST_WINDOW: Duration = Duration::from_secs(10);

@@ -24,6 +24,9 @@ impl Config {
                     ids.join(", ")
                 )
             }
+            (None, SelfSource::NotLooked) => {
+                "not set, and not looked for among this machine's addresses".to_string()
+            }
             (None, _) => "not set: no node address is on this machine; set `self`".to_string(),
         };
         let _ = writeln!(out, "this node {this}");

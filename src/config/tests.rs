@@ -1,7 +1,9 @@
 //! Every file in tests/configs/valid parses, every file in tests/configs/invalid fails with the
 //! message its first line announces (`# error: …`), and the example config parses.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::*;
 
@@ -28,7 +30,7 @@ fn valid(name: &str) -> PathBuf {
 /// Loads with the bare file name as the path, so messages are stable across checkouts.
 fn load_named(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).unwrap();
-    parse(Path::new(path.file_name().unwrap()), &text)
+    find_self(parse(Path::new(path.file_name().unwrap()), &text)?)
 }
 
 #[test]
