@@ -33,7 +33,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::ZoneHandler;
-use super::udp::Capture;
+use super::udp::{Capture, question_points_into_header};
 use crate::connections::{self, Limiter, Slot};
 
 /// How long a client has to send its next whole message (length and body) after the previous
@@ -153,8 +153,8 @@ pub(super) async fn answer(
         OpCode::from_u8((message[2] >> 3) & 0x0F),
     );
     let request = match Request::from_bytes(message, from, Protocol::Tcp) {
-        Ok(request) => request,
-        Err(_) => {
+        Ok(request) if !question_points_into_header(&request) => request,
+        _ => {
             // The header was readable: FORMERR, as hickory's server and our UDP path answer.
             let mut metadata = Metadata::new(id, MessageType::Response, op_code);
             metadata.response_code = ResponseCode::FormErr;

@@ -488,12 +488,49 @@ impl Answerer {
     }
 }
 
+/// Whether a question name of `request` is compressed with a pointer into the 12-byte header.
+/// hickory echoes the question section byte for byte, so such a pointer would then point into
+/// the response's header (other flags, other counts): a response no client can read (found by
+/// fuzz/dns_query). No resolver compresses against the header; these queries get FORMERR.
+/// Pointers into the question itself stay valid: the response's question is at the same offset.
+pub(super) fn question_points_into_header(request: &Request) -> bool {
+    let bytes = request.queries.as_bytes();
+    let mut at = 0;
+    for _ in 0..request.queries.len() {
+        // One name (labels, then a zero or a pointer), then QTYPE and QCLASS.
+        loop {
+            let Some(&len) = bytes.get(at) else {
+                return false;
+            };
+            match len & 0xC0 {
+                0xC0 => {
+                    let target = usize::from(len & 0x3F) << 8
+                        | usize::from(bytes.get(at + 1).copied().unwrap_or(0));
+                    if target < 12 {
+                        return true;
+                    }
+                    at += 2;
+                    break;
+                }
+                _ if len == 0 => {
+                    at += 1;
+                    break;
+                }
+                _ => at += 1 + usize::from(len),
+            }
+        }
+        at += 4;
+    }
+    false
+}
+
 /// The hickory path: parse the whole message and run the request handler.
 async fn slow(handler: &ZoneHandler, query: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
     let request = match Request::from_bytes(query.to_vec(), src, Protocol::Udp) {
-        Ok(request) => request,
-        Err(_) => {
-            // The header was readable (12 bytes checked): FORMERR, as hickory's server does.
+        Ok(request) if !question_points_into_header(&request) => request,
+        _ => {
+            // The header was readable (12 bytes checked), the rest unreadable or not safe to
+            // echo: FORMERR, as hickory's server does.
             let mut metadata = Metadata::new(
                 u16::from_be_bytes([query[0], query[1]]),
                 MessageType::Response,
@@ -611,6 +648,39 @@ impl ResponseHandler for Capture {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn answerer() -> Answerer {
+        let config = crate::config::parse(
+            std::path::Path::new("t.yaml"),
+            "zone: ha.test\nself: n1\nnodes:\n  - { id: n1, address: 127.0.0.11 }\n\
+             checks:\n  - { id: web, type: tcp, port: 80 }\nhostnames:\n  - { name: app, checks: [web] }\n",
+        )
+        .unwrap();
+        let decisions = [crate::decide::Decision {
+            nodes: vec![0],
+            reason: crate::decide::Reason::Healthy,
+        }];
+        Answerer::new(super::super::zone::build(&config, &decisions, 2026120101))
+    }
+
+    /// fuzz/dns_query's finding (the input is in fuzz/corpus/dns_query): the question `none.`
+    /// written as `4none` and a pointer to offset 2 of the header (a zero byte there). hickory
+    /// echoed the pointer, which in the response pointed at the flags (0x84): unreadable.
+    #[test]
+    fn a_question_compressed_against_the_header_gets_a_readable_formerr() {
+        let query =
+            b"\x12\x34\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x04none\xc0\x02\x00\x01\x00\x01";
+        let mut answerer = answerer();
+        assert_eq!(answerer.fast(query), None, "the fast path declines it");
+        let answer = answerer.slow(query).expect("an answer");
+        let parsed = hickory_proto::op::Message::from_vec(&answer).expect("a readable answer");
+        assert_eq!(parsed.metadata.id, 0x1234);
+        assert_eq!(parsed.metadata.response_code, ResponseCode::FormErr);
+        // The same question written out is answered as usual (out of zone: REFUSED).
+        let plain = b"\x12\x34\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x04none\x00\x00\x01\x00\x01";
+        let parsed = hickory_proto::op::Message::from_vec(&answerer.slow(plain).unwrap()).unwrap();
+        assert_eq!(parsed.metadata.response_code, ResponseCode::Refused);
+    }
 
     #[test]
     fn label_boundaries() {
