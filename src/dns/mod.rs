@@ -29,6 +29,8 @@ use crate::connections::{Cap, Limiter};
 
 #[doc(hidden)]
 pub use udp::Answerer;
+#[doc(hidden)]
+pub use udp::counts_fit;
 pub use zone::Zone;
 
 /// The UDP payload size we advertise and never exceed (the DNS flag day 2020 value: no IP

@@ -33,7 +33,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::ZoneHandler;
-use super::udp::{Capture, question_points_into_header};
+use super::udp::{Capture, counts_fit, question_points_into_header};
 use crate::connections::{self, Limiter, Slot};
 
 /// How long a client has to send its next whole message (length and body) after the previous
@@ -152,8 +152,13 @@ pub(super) async fn answer(
         u16::from_be_bytes([message[0], message[1]]),
         OpCode::from_u8((message[2] >> 3) & 0x0F),
     );
-    let request = match Request::from_bytes(message, from, Protocol::Tcp) {
-        Ok(request) if !question_points_into_header(&request) => request,
+    let parsed = if counts_fit(&message) {
+        Request::from_bytes(message, from, Protocol::Tcp).ok()
+    } else {
+        None
+    };
+    let request = match parsed {
+        Some(request) if !question_points_into_header(&request) => request,
         _ => {
             // The header was readable: FORMERR, as hickory's server and our UDP path answer.
             let mut metadata = Metadata::new(id, MessageType::Response, op_code);

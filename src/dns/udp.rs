@@ -488,6 +488,19 @@ impl Answerer {
     }
 }
 
+/// Whether the section counts of `message` (at least a header) can fit in its length: a
+/// question takes 5 bytes or more, a record 11 or more. hickory reserves room for every counted
+/// entry before reading one, so a 12-byte datagram claiming 65,535 of each made it allocate
+/// ~40 MB (an mmap and munmap per datagram; under the fuzzer's ASan, most of its time; found by
+/// fuzz/dns_query). Such a message cannot parse anyway: it gets the same FORMERR, without the
+/// allocation.
+#[doc(hidden)]
+pub fn counts_fit(message: &[u8]) -> bool {
+    let count = |i: usize| u64::from(u16::from_be_bytes([message[i], message[i + 1]]));
+    message.len() >= 12
+        && 12 + 5 * count(4) + 11 * (count(6) + count(8) + count(10)) <= message.len() as u64
+}
+
 /// Whether a question name of `request` is compressed with a pointer into the 12-byte header.
 /// hickory echoes the question section byte for byte, so such a pointer would then point into
 /// the response's header (other flags, other counts): a response no client can read (found by
@@ -526,8 +539,13 @@ pub(super) fn question_points_into_header(request: &Request) -> bool {
 
 /// The hickory path: parse the whole message and run the request handler.
 async fn slow(handler: &ZoneHandler, query: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
-    let request = match Request::from_bytes(query.to_vec(), src, Protocol::Udp) {
-        Ok(request) if !question_points_into_header(&request) => request,
+    let parsed = if counts_fit(query) {
+        Request::from_bytes(query.to_vec(), src, Protocol::Udp).ok()
+    } else {
+        None
+    };
+    let request = match parsed {
+        Some(request) if !question_points_into_header(&request) => request,
         _ => {
             // The header was readable (12 bytes checked), the rest unreadable or not safe to
             // echo: FORMERR, as hickory's server does.
@@ -661,6 +679,24 @@ mod tests {
             reason: crate::decide::Reason::Healthy,
         }];
         Answerer::new(super::super::zone::build(&config, &decisions, 2026120101))
+    }
+
+    /// A header claiming 65,535 questions and records, nothing behind it: FORMERR, as hickory
+    /// would answer, but decided from the counts before hickory reserves room for them.
+    #[test]
+    fn counts_that_cannot_fit_get_formerr_before_parsing() {
+        let mut query = *b"\xab\xcd\x01\x00\xff\xff\xff\xff\xff\xff\xff\xff";
+        assert!(!counts_fit(&query));
+        assert!(hickory_proto::op::Message::from_vec(&query).is_err());
+        let parsed =
+            hickory_proto::op::Message::from_vec(&answerer().slow(&query).unwrap()).unwrap();
+        assert_eq!(parsed.metadata.id, 0xabcd);
+        assert_eq!(parsed.metadata.response_code, ResponseCode::FormErr);
+        // The bound is exact: one root question (5 bytes) fits in 17.
+        query[4..12].copy_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+        let mut one = query.to_vec();
+        one.extend_from_slice(&[0, 0, 1, 0, 1]);
+        assert!(counts_fit(&one) && !counts_fit(&one[..16]));
     }
 
     /// fuzz/dns_query's finding (the input is in fuzz/corpus/dns_query): the question `none.`
