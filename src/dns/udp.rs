@@ -598,11 +598,19 @@ impl Capture {
     }
 }
 
-/// The TC answer for an encoded `full` answer that is over its size limit: header, question and
-/// OPT only (with the rcode's high bits). `None` if `full` cannot be read back.
-fn truncated(full: &[u8]) -> Option<Vec<u8>> {
-    let message = hickory_proto::op::Message::from_vec(full).ok()?;
-    message.truncate().to_vec().ok()
+/// The TC answer for an encoded `full` answer that is over its size `limit`: header, question
+/// and OPT only (with the rcode's high bits). An error answer echoes every question of the
+/// query, and many questions alone can be over the limit (found by fuzz/dns_query: an UPDATE
+/// with 28 questions got 548 bytes of NOTIMP without EDNS): then header and OPT only. `None` if
+/// `full` cannot be read back.
+fn truncated(full: &[u8], limit: usize) -> Option<Vec<u8>> {
+    let mut message = hickory_proto::op::Message::from_vec(full).ok()?.truncate();
+    let bytes = message.to_vec().ok()?;
+    if bytes.len() <= limit {
+        return Some(bytes);
+    }
+    message.queries.clear();
+    message.to_vec().ok()
 }
 
 #[async_trait::async_trait]
@@ -628,7 +636,7 @@ impl ResponseHandler for Capture {
         let mut encoder = BinEncoder::new(&mut bytes);
         let encoded = response.destructive_emit(&mut encoder);
         let shortened = match &encoded {
-            Ok(_) if bytes.len() > limit => truncated(&bytes),
+            Ok(_) if bytes.len() > limit => truncated(&bytes, limit),
             Ok(_) => Some(std::mem::take(&mut bytes)),
             Err(_) => None,
         };
@@ -679,6 +687,27 @@ mod tests {
             reason: crate::decide::Reason::Healthy,
         }];
         Answerer::new(super::super::zone::build(&config, &decisions, 2026120101))
+    }
+
+    /// fuzz/dns_query's finding (in fuzz/corpus/dns_query): an UPDATE with 28 questions and no
+    /// EDNS (here 34 bytes each). NOTIMP echoed them all, 548 bytes where the client allows 512; now
+    /// the answer is cut to the header (TC, no question).
+    #[test]
+    fn an_error_echoing_many_questions_stays_within_512_bytes() {
+        let mut query = vec![0x12, 0x34, 0x28, 0x00, 0, 28, 0, 0, 0, 0, 0, 0];
+        for i in 0..28u8 {
+            // Names that do not compress against each other: 20 bytes of their own each.
+            query.push(20);
+            query.extend_from_slice(&[b'a' + i % 26; 19]);
+            query.push(b'0' + i / 26);
+            query.extend_from_slice(b"\x02ha\x04test\x00\x00\x01\x00\x01");
+        }
+        let answer = answerer().slow(&query).unwrap();
+        assert!(answer.len() <= 512, "{} bytes", answer.len());
+        let parsed = hickory_proto::op::Message::from_vec(&answer).unwrap();
+        assert_eq!(parsed.metadata.response_code, ResponseCode::NotImp);
+        assert!(parsed.metadata.truncation);
+        assert!(parsed.queries.is_empty());
     }
 
     /// A header claiming 65,535 questions and records, nothing behind it: FORMERR, as hickory
