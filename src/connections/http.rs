@@ -133,18 +133,14 @@ impl Listener for CappedListener {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            // Backs off on EMFILE and the like; refused connections are closed inside.
-            match connections::accept_admitted(&self.inner, &self.limiter).await {
-                Ok((stream, addr, slot)) => {
-                    return (Capped::new(stream, self.timeouts, Some(slot)), addr);
-                }
-                // Only a listener that cannot accept again gets here (`connections::accept`
-                // retries what passes): stop accepting; the server stops through `failure`.
-                Err(error) => {
-                    self.failure.set(error);
-                    return std::future::pending().await;
-                }
+        // Backs off on EMFILE and the like; refused connections are closed inside.
+        match connections::accept_admitted(&self.inner, &self.limiter).await {
+            Ok((stream, addr, slot)) => (Capped::new(stream, self.timeouts, Some(slot)), addr),
+            // Only a listener that cannot accept again gets here (`connections::accept` retries
+            // what passes): stop accepting; the server stops through `failure`.
+            Err(error) => {
+                self.failure.set(error);
+                std::future::pending().await
             }
         }
     }
