@@ -68,7 +68,11 @@ fn check(query: &[u8], answer: &[u8], path: &str) -> Message {
         "{path}: id"
     );
     assert!(answer[2] & 0x80 != 0, "{path}: QR not set");
-    if let Ok(q) = Message::from_bytes(query) {
+    // (A query whose counts cannot fit is not parsed here either: hickory would reserve room
+    // for every counted entry first, which costs more than the rest of the run.)
+    if failoverd::dns::counts_fit(query)
+        && let Ok(q) = Message::from_bytes(query)
+    {
         assert!(
             answer.len() <= limit(&q),
             "{path}: {} bytes over UDP",
@@ -95,8 +99,7 @@ fuzz_target!(|data: &[u8]| {
             .map(|s| Message::from_bytes(s).expect("checked above"));
         let s = s.expect("the fast path answered a query hickory's path drops");
         assert_eq!(
-            f.metadata.response_code,
-            s.metadata.response_code,
+            f.metadata.response_code, s.metadata.response_code,
             "fast and slow rcodes differ"
         );
         assert_eq!(f.answers, s.answers, "fast and slow answers differ");

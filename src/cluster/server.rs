@@ -72,7 +72,8 @@ impl PeerServer {
             .expect("a bound TCP listener has a local address")
     }
 
-    /// Serves until `shutdown`, with at most what `limit` admits.
+    /// Serves until `shutdown`, with at most what `limit` admits; Err if the listener itself
+    /// fails (it could never accept again).
     pub async fn serve(
         self,
         context: Arc<PeerContext>,
@@ -82,9 +83,12 @@ impl PeerServer {
         let listener = tokio::net::TcpListener::from_std(self.listener)?;
         info!(listen = %listener.local_addr()?, "peer API listening");
         let app = router(context).into_make_service_with_connect_info::<Peer>();
-        axum::serve(CappedListener::new(listener, limit, PEER_API_TIMEOUTS), app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
+        let listener = CappedListener::new(listener, limit, PEER_API_TIMEOUTS);
+        let failure = listener.failure();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(failure.until(shutdown))
+            .await?;
+        failure.result()
     }
 }
 

@@ -22,7 +22,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -31,7 +31,7 @@ use axum::serve::{IncomingStream, Listener};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::WaitForCancellationFutureOwned;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::connections::{self, Limiter, Slot};
 
@@ -72,6 +72,7 @@ pub struct CappedListener {
     inner: TcpListener,
     limiter: Arc<Limiter>,
     timeouts: Timeouts,
+    failure: ListenerFailure,
 }
 
 impl CappedListener {
@@ -80,28 +81,66 @@ impl CappedListener {
             inner,
             limiter,
             timeouts,
+            failure: ListenerFailure::default(),
         }
+    }
+
+    /// Where the server learns that this listener broke (see [`ListenerFailure`]).
+    pub fn failure(&self) -> ListenerFailure {
+        self.failure.clone()
     }
 }
 
-/// How long accepting pauses if the listener itself fails (axum's `accept` cannot fail).
-const BROKEN_LISTENER_PAUSE: Duration = Duration::from_secs(1);
+/// A listener that can never accept again (EBADF, EINVAL: closed or no longer listening, e.g.
+/// destroyed by the kernel). axum's `accept` cannot return an error, so the listener records
+/// it here and stops accepting; the server stops with it (`until`) and returns the error
+/// (`result`), so that its task fails and the agent exits non-zero instead of serving nothing
+/// while it looks alive.
+#[derive(Debug, Clone, Default)]
+pub struct ListenerFailure {
+    failed: CancellationToken,
+    error: Arc<Mutex<Option<io::Error>>>,
+}
+
+impl ListenerFailure {
+    /// Completes at `shutdown` or when the listener failed: axum's graceful-shutdown signal.
+    pub fn until(&self, shutdown: CancellationToken) -> impl Future<Output = ()> + Send + 'static {
+        let failed = self.failed.clone();
+        async move {
+            tokio::select! {
+                () = failed.cancelled() => {}
+                () = shutdown.cancelled() => {}
+            }
+        }
+    }
+
+    /// The listener's error, if it failed.
+    pub fn result(&self) -> io::Result<()> {
+        match self.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    fn set(&self, error: io::Error) {
+        *self.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
+        self.failed.cancel();
+    }
+}
 
 impl Listener for CappedListener {
     type Io = Capped<TcpStream>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            // Backs off on EMFILE and the like; refused connections are closed inside.
-            match connections::accept_admitted(&self.inner, &self.limiter).await {
-                Ok((stream, addr, slot)) => {
-                    return (Capped::new(stream, self.timeouts, Some(slot)), addr);
-                }
-                Err(error) => {
-                    tracing::error!(%error, "cannot accept HTTP connections; retrying");
-                    tokio::time::sleep(BROKEN_LISTENER_PAUSE).await;
-                }
+        // Backs off on EMFILE and the like; refused connections are closed inside.
+        match connections::accept_admitted(&self.inner, &self.limiter).await {
+            Ok((stream, addr, slot)) => (Capped::new(stream, self.timeouts, Some(slot)), addr),
+            // Only a listener that cannot accept again gets here (`connections::accept` retries
+            // what passes): stop accepting; the server stops through `failure`.
+            Err(error) => {
+                self.failure.set(error);
+                std::future::pending().await
             }
         }
     }

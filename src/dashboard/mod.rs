@@ -129,7 +129,8 @@ impl Dashboard {
     }
 
     /// Serves until `shutdown` is cancelled, with at most what `limit` admits; open connections
-    /// are asked to finish and the caller bounds the wait.
+    /// are asked to finish and the caller bounds the wait. Err if the listener itself fails (it
+    /// could never accept again).
     pub async fn serve(self, shutdown: CancellationToken, limit: Arc<Limiter>) -> io::Result<()> {
         let Dashboard {
             listener,
@@ -141,14 +142,13 @@ impl Dashboard {
         info!(url = %format!("http://{}/", url_authority(addr)), "dashboard listening");
         let counting = tokio::spawn(state.metrics.clone().count_events(events, shutdown.clone()));
         let app = router(state).into_make_service_with_connect_info::<Peer>();
-        let result = axum::serve(
-            CappedListener::new(listener, limit, DASHBOARD_TIMEOUTS),
-            app,
-        )
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await;
+        let listener = CappedListener::new(listener, limit, DASHBOARD_TIMEOUTS);
+        let failure = listener.failure();
+        let result = axum::serve(listener, app)
+            .with_graceful_shutdown(failure.until(shutdown))
+            .await;
         counting.abort();
-        result
+        result.and(failure.result())
     }
 }
 

@@ -33,6 +33,8 @@ use crate::connections::{Cap, Limiter};
 
 #[doc(hidden)]
 pub use udp::Answerer;
+#[doc(hidden)]
+pub use udp::counts_fit;
 pub use xfr::{Secondaries, SecondaryCounters};
 pub use zone::Zone;
 

@@ -32,7 +32,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::udp::Capture;
+use super::udp::{Capture, counts_fit, question_points_into_header};
 use super::{QueryHandler, Serves};
 use crate::connections::{self, Limiter, Slot};
 
@@ -163,9 +163,14 @@ pub(super) async fn answer<S: Serves>(
         u16::from_be_bytes([message[0], message[1]]),
         OpCode::from_u8((message[2] >> 3) & 0x0F),
     );
-    let request = match Request::from_bytes(message, from, Protocol::Tcp) {
-        Ok(request) => request,
-        Err(_) => {
+    let parsed = if counts_fit(&message) {
+        Request::from_bytes(message, from, Protocol::Tcp).ok()
+    } else {
+        None
+    };
+    let request = match parsed {
+        Some(request) if !question_points_into_header(&request) => request,
+        _ => {
             // The header was readable: FORMERR, as hickory's server and our UDP path answer.
             let mut metadata = Metadata::new(id, MessageType::Response, op_code);
             metadata.response_code = ResponseCode::FormErr;

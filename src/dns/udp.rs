@@ -477,11 +477,68 @@ impl Answerer {
         Some(out)
     }
 
-    /// hickory's answer (the path every query the fast path declines takes).
+    /// hickory's answer (the path every query the fast path declines takes), as `serve` gets it
+    /// from `block_on`. Polled once in place: nothing on that path waits (no I/O, the response
+    /// is captured in memory), so the first poll is ready and the fuzz target needs no runtime
+    /// per input; the runtime only finishes a future that did wait.
     pub fn slow(&mut self, query: &[u8]) -> Option<Vec<u8>> {
         let src = SocketAddr::from(([127, 0, 0, 1], 5353));
-        self.runtime.block_on(slow(&self.handler, query, src))
+        let mut answer = std::pin::pin!(slow(&self.handler, query, src));
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        match answer.as_mut().poll(&mut context) {
+            std::task::Poll::Ready(bytes) => bytes,
+            std::task::Poll::Pending => self.runtime.block_on(answer),
+        }
     }
+}
+
+/// Whether the section counts of `message` (at least a header) can fit in its length: a
+/// question takes 5 bytes or more, a record 11 or more. hickory reserves room for every counted
+/// entry before reading one, so a 12-byte datagram claiming 65,535 of each made it allocate
+/// ~40 MB (an mmap and munmap per datagram; under the fuzzer's ASan, most of its time; found by
+/// fuzz/dns_query). Such a message cannot parse anyway: it gets the same FORMERR, without the
+/// allocation.
+#[doc(hidden)]
+pub fn counts_fit(message: &[u8]) -> bool {
+    let count = |i: usize| u64::from(u16::from_be_bytes([message[i], message[i + 1]]));
+    message.len() >= 12
+        && 12 + 5 * count(4) + 11 * (count(6) + count(8) + count(10)) <= message.len() as u64
+}
+
+/// Whether a question name of `request` is compressed with a pointer into the 12-byte header.
+/// hickory echoes the question section byte for byte, so such a pointer would then point into
+/// the response's header (other flags, other counts): a response no client can read (found by
+/// fuzz/dns_query). No resolver compresses against the header; these queries get FORMERR.
+/// Pointers into the question itself stay valid: the response's question is at the same offset.
+pub(super) fn question_points_into_header(request: &Request) -> bool {
+    let bytes = request.queries.as_bytes();
+    let mut at = 0;
+    for _ in 0..request.queries.len() {
+        // One name (labels, then a zero or a pointer), then QTYPE and QCLASS.
+        loop {
+            let Some(&len) = bytes.get(at) else {
+                return false;
+            };
+            match len & 0xC0 {
+                0xC0 => {
+                    let target = usize::from(len & 0x3F) << 8
+                        | usize::from(bytes.get(at + 1).copied().unwrap_or(0));
+                    if target < 12 {
+                        return true;
+                    }
+                    at += 2;
+                    break;
+                }
+                _ if len == 0 => {
+                    at += 1;
+                    break;
+                }
+                _ => at += 1 + usize::from(len),
+            }
+        }
+        at += 4;
+    }
+    false
 }
 
 /// The hickory path: parse the whole message and run the request handler.
@@ -494,10 +551,16 @@ async fn slow<S: Serves>(
     if let Some(mut answers) = handler.transfer(query, src, false) {
         return answers.pop();
     }
-    let request = match Request::from_bytes(query.to_vec(), src, Protocol::Udp) {
-        Ok(request) => request,
-        Err(_) => {
-            // The header was readable (12 bytes checked): FORMERR, as hickory's server does.
+    let parsed = if counts_fit(query) {
+        Request::from_bytes(query.to_vec(), src, Protocol::Udp).ok()
+    } else {
+        None
+    };
+    let request = match parsed {
+        Some(request) if !question_points_into_header(&request) => request,
+        _ => {
+            // The header was readable (12 bytes checked), the rest unreadable or not safe to
+            // echo: FORMERR, as hickory's server does.
             let mut metadata = Metadata::new(
                 u16::from_be_bytes([query[0], query[1]]),
                 MessageType::Response,
@@ -547,11 +610,19 @@ impl Capture {
     }
 }
 
-/// The TC answer for an encoded `full` answer that is over its size limit: header, question and
-/// OPT only (with the rcode's high bits). `None` if `full` cannot be read back.
-fn truncated(full: &[u8]) -> Option<Vec<u8>> {
-    let message = hickory_proto::op::Message::from_vec(full).ok()?;
-    message.truncate().to_vec().ok()
+/// The TC answer for an encoded `full` answer that is over its size `limit`: header, question
+/// and OPT only (with the rcode's high bits). An error answer echoes every question of the
+/// query, and many questions alone can be over the limit (found by fuzz/dns_query: an UPDATE
+/// with 28 questions got 548 bytes of NOTIMP without EDNS): then header and OPT only. `None` if
+/// `full` cannot be read back.
+fn truncated(full: &[u8], limit: usize) -> Option<Vec<u8>> {
+    let mut message = hickory_proto::op::Message::from_vec(full).ok()?.truncate();
+    let bytes = message.to_vec().ok()?;
+    if bytes.len() <= limit {
+        return Some(bytes);
+    }
+    message.queries.clear();
+    message.to_vec().ok()
 }
 
 #[async_trait::async_trait]
@@ -577,7 +648,7 @@ impl ResponseHandler for Capture {
         let mut encoder = BinEncoder::new(&mut bytes);
         let encoded = response.destructive_emit(&mut encoder);
         let shortened = match &encoded {
-            Ok(_) if bytes.len() > limit => truncated(&bytes),
+            Ok(_) if bytes.len() > limit => truncated(&bytes, limit),
             Ok(_) => Some(std::mem::take(&mut bytes)),
             Err(_) => None,
         };
@@ -615,6 +686,78 @@ impl ResponseHandler for Capture {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn answerer() -> Answerer {
+        let config = crate::config::parse(
+            std::path::Path::new("t.yaml"),
+            "zone: ha.test\nself: n1\nnodes:\n  - { id: n1, address: 127.0.0.11 }\n\
+             checks:\n  - { id: web, type: tcp, port: 80 }\nhostnames:\n  - { name: app, checks: [web] }\n",
+        )
+        .unwrap();
+        let decisions = [crate::decide::Decision {
+            nodes: vec![0],
+            reason: crate::decide::Reason::Healthy,
+        }];
+        Answerer::new(super::super::zone::build(&config, &decisions, 2026120101))
+    }
+
+    /// fuzz/dns_query's finding (in fuzz/corpus/dns_query): an UPDATE with 28 questions and no
+    /// EDNS (here 34 bytes each). NOTIMP echoed them all, 548 bytes where the client allows 512; now
+    /// the answer is cut to the header (TC, no question).
+    #[test]
+    fn an_error_echoing_many_questions_stays_within_512_bytes() {
+        let mut query = vec![0x12, 0x34, 0x28, 0x00, 0, 28, 0, 0, 0, 0, 0, 0];
+        for i in 0..28u8 {
+            // Names that do not compress against each other: 20 bytes of their own each.
+            query.push(20);
+            query.extend_from_slice(&[b'a' + i % 26; 19]);
+            query.push(b'0' + i / 26);
+            query.extend_from_slice(b"\x02ha\x04test\x00\x00\x01\x00\x01");
+        }
+        let answer = answerer().slow(&query).unwrap();
+        assert!(answer.len() <= 512, "{} bytes", answer.len());
+        let parsed = hickory_proto::op::Message::from_vec(&answer).unwrap();
+        assert_eq!(parsed.metadata.response_code, ResponseCode::NotImp);
+        assert!(parsed.metadata.truncation);
+        assert!(parsed.queries.is_empty());
+    }
+
+    /// A header claiming 65,535 questions and records, nothing behind it: FORMERR, as hickory
+    /// would answer, but decided from the counts before hickory reserves room for them.
+    #[test]
+    fn counts_that_cannot_fit_get_formerr_before_parsing() {
+        let mut query = *b"\xab\xcd\x01\x00\xff\xff\xff\xff\xff\xff\xff\xff";
+        assert!(!counts_fit(&query));
+        assert!(hickory_proto::op::Message::from_vec(&query).is_err());
+        let parsed =
+            hickory_proto::op::Message::from_vec(&answerer().slow(&query).unwrap()).unwrap();
+        assert_eq!(parsed.metadata.id, 0xabcd);
+        assert_eq!(parsed.metadata.response_code, ResponseCode::FormErr);
+        // The bound is exact: one root question (5 bytes) fits in 17.
+        query[4..12].copy_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
+        let mut one = query.to_vec();
+        one.extend_from_slice(&[0, 0, 1, 0, 1]);
+        assert!(counts_fit(&one) && !counts_fit(&one[..16]));
+    }
+
+    /// fuzz/dns_query's finding (the input is in fuzz/corpus/dns_query): the question `none.`
+    /// written as `4none` and a pointer to offset 2 of the header (a zero byte there). hickory
+    /// echoed the pointer, which in the response pointed at the flags (0x84): unreadable.
+    #[test]
+    fn a_question_compressed_against_the_header_gets_a_readable_formerr() {
+        let query =
+            b"\x12\x34\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x04none\xc0\x02\x00\x01\x00\x01";
+        let mut answerer = answerer();
+        assert_eq!(answerer.fast(query), None, "the fast path declines it");
+        let answer = answerer.slow(query).expect("an answer");
+        let parsed = hickory_proto::op::Message::from_vec(&answer).expect("a readable answer");
+        assert_eq!(parsed.metadata.id, 0x1234);
+        assert_eq!(parsed.metadata.response_code, ResponseCode::FormErr);
+        // The same question written out is answered as usual (out of zone: REFUSED).
+        let plain = b"\x12\x34\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x04none\x00\x00\x01\x00\x01";
+        let parsed = hickory_proto::op::Message::from_vec(&answerer.slow(plain).unwrap()).unwrap();
+        assert_eq!(parsed.metadata.response_code, ResponseCode::Refused);
+    }
 
     #[test]
     fn label_boundaries() {

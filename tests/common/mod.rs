@@ -340,6 +340,19 @@ impl AgentProcess {
         None
     }
 
+    /// Waits (bounded) for the agent to exit by itself; its exit code, or None if it still runs
+    /// after `deadline` (or died of a signal).
+    pub fn wait_exit(&mut self, deadline: Duration) -> Option<i32> {
+        let start = Instant::now();
+        while start.elapsed() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// Stops the agent and gives back its directory, to start again on the same state.
     pub fn stop_keep_state(mut self) -> (tempfile::TempDir, PathBuf) {
         self.terminate();
