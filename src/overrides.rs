@@ -225,7 +225,9 @@ impl<'a> Known<'a> {
                 }
             }
         }
-        if !self.nodes.contains_key(o.origin.as_str()) && o.origin != LOCAL_ORIGIN {
+        // Made on any agent: a node's or a witness's dashboard.
+        let witness = self.config.witnesses().iter().any(|w| w.id == o.origin);
+        if !self.nodes.contains_key(o.origin.as_str()) && !witness && o.origin != LOCAL_ORIGIN {
             return Err(format!("made by unknown agent `{}`", name(&o.origin)));
         }
         if o.version == 0 || o.version > max_version {

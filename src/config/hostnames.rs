@@ -7,6 +7,7 @@ use hickory_proto::rr::Name;
 
 use super::ConfigError;
 use super::Validator;
+use super::cluster::Witness;
 use super::file::HostnameEntry;
 use super::nodes::Node;
 use super::validate::is_label;
@@ -86,13 +87,14 @@ impl Validator<'_> {
         nodes: &[Node],
         node_ids: &HashMap<String, usize>,
         check_ids: &HashMap<String, usize>,
+        witnesses: &[Witness],
     ) -> Result<Vec<Hostname>, ConfigError> {
         if hostnames.is_empty() {
             return Err(self.plain_error("hostnames", "at least one hostname is needed"));
         }
         let mut built_hostnames: Vec<Hostname> = Vec::new();
         for (i, entry) in hostnames.into_iter().enumerate() {
-            let hostname = self.hostname(i, entry, zone, nodes, node_ids, check_ids)?;
+            let hostname = self.hostname(i, entry, zone, nodes, node_ids, check_ids, witnesses)?;
             if let Some(other) = built_hostnames.iter().find(|h| h.fqdn == hostname.fqdn) {
                 return Err(self.plain_error(
                     format!("hostnames[{i}].name"),
@@ -115,6 +117,7 @@ impl Validator<'_> {
         nodes: &[Node],
         node_ids: &HashMap<String, usize>,
         check_ids: &HashMap<String, usize>,
+        witnesses: &[Witness],
     ) -> Result<Hostname, ConfigError> {
         let HostnameEntry {
             name,
@@ -205,6 +208,13 @@ impl Validator<'_> {
                 let mut out = BTreeSet::new();
                 for (j, n) in list.iter().enumerate() {
                     let Some(&idx) = node_ids.get(n.value.as_str()) else {
+                        if witnesses.iter().any(|w| w.id == n.value) {
+                            return Err(self.error(
+                                n,
+                                format!("{key}.nodes[{j}]"),
+                                format!("`{}` is a witness (cluster.witnesses): it votes but serves no hostname and is never in an answer; list only nodes here", n.value),
+                            ));
+                        }
                         let known: Vec<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
                         return Err(self.error(
                             n,

@@ -284,7 +284,7 @@ impl StatusView {
         Self {
             version: env!("CARGO_PKG_VERSION").to_string(),
             zone: without_dot(&config.zone.to_ascii()),
-            node: config.self_node.map(|n| config.nodes[n].id.clone()),
+            node: config.self_id().map(String::from),
             ready: status.ready,
             serial: status.serial,
             started_at: rfc3339(status.started_at),
