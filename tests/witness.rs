@@ -62,13 +62,8 @@ impl Site {
             launcher.env("FAILOVERD_CLUSTER_SECRET", SECRET);
             let dir = tempfile::tempdir().unwrap();
             let state = dir.path().join("state");
-            let agent = AgentProcess::start_with(
-                launcher,
-                dir,
-                state,
-                &site.yaml(id),
-                site.dns(host),
-            );
+            let agent =
+                AgentProcess::start_with(launcher, dir, state, &site.yaml(id), site.dns(host));
             site.agents.push(agent);
         }
         for agent in &mut site.agents {

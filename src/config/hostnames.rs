@@ -94,7 +94,17 @@ impl Validator<'_> {
         }
         let mut built_hostnames: Vec<Hostname> = Vec::new();
         for (i, entry) in hostnames.into_iter().enumerate() {
-            let hostname = self.hostname(i, entry, zone, nodes, node_ids, check_ids, witnesses)?;
+            // A witness is an agent, not a node: say so rather than "unknown node".
+            for (j, n) in entry.nodes.iter().flatten().enumerate() {
+                if witnesses.iter().any(|w| w.id == n.value) {
+                    return Err(self.error(
+                        n,
+                        format!("hostnames[{i}].nodes[{j}]"),
+                        format!("`{}` is a witness (cluster.witnesses): it votes but serves no hostname and is never in an answer; list only nodes here", n.value),
+                    ));
+                }
+            }
+            let hostname = self.hostname(i, entry, zone, nodes, node_ids, check_ids)?;
             if let Some(other) = built_hostnames.iter().find(|h| h.fqdn == hostname.fqdn) {
                 return Err(self.plain_error(
                     format!("hostnames[{i}].name"),
@@ -117,7 +127,6 @@ impl Validator<'_> {
         nodes: &[Node],
         node_ids: &HashMap<String, usize>,
         check_ids: &HashMap<String, usize>,
-        witnesses: &[Witness],
     ) -> Result<Hostname, ConfigError> {
         let HostnameEntry {
             name,
@@ -208,13 +217,6 @@ impl Validator<'_> {
                 let mut out = BTreeSet::new();
                 for (j, n) in list.iter().enumerate() {
                     let Some(&idx) = node_ids.get(n.value.as_str()) else {
-                        if witnesses.iter().any(|w| w.id == n.value) {
-                            return Err(self.error(
-                                n,
-                                format!("{key}.nodes[{j}]"),
-                                format!("`{}` is a witness (cluster.witnesses): it votes but serves no hostname and is never in an answer; list only nodes here", n.value),
-                            ));
-                        }
                         let known: Vec<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
                         return Err(self.error(
                             n,
