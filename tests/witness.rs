@@ -217,6 +217,54 @@ fn a_fault_between_the_two_nodes_moves_nothing_with_a_witness() {
         "the witness and the nodes pull from each other"
     );
 
+    // The witness's own `failoverd status` (its dashboard API, found from the same file).
+    let out = site
+        .net
+        .run(
+            3,
+            binary().to_str().unwrap(),
+            &[
+                "status",
+                "--json",
+                "--config",
+                site.agents[2].config_path.to_str().unwrap(),
+            ],
+            Duration::from_secs(10),
+        )
+        .expect("failoverd status on the witness");
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["node"], "witness1", "{status}");
+    assert_eq!(
+        status["hostnames"][0]["nodes"],
+        serde_json::json!(["node1"])
+    );
+    let peers = &status["cluster"]["peers"];
+    for (i, id) in ["node1", "node2"].iter().enumerate() {
+        assert_eq!(peers[i]["agent"], *id, "{peers}");
+        assert_eq!(peers[i]["reachable"], true, "{peers}");
+    }
+    // Each node counts three votes per pair: its own, the other node's, the witness's.
+    wait_until(Duration::from_secs(5), "three votes on every row", || {
+        let out = site.net.run(
+            1,
+            binary().to_str().unwrap(),
+            &["status", "--json", "--url", "http://127.0.0.1:8090"],
+            Duration::from_secs(10),
+        );
+        let Ok(out) = out else { return false };
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        status["checks"].as_array().is_some_and(|rows| {
+            rows.iter().all(|r| {
+                r["votes"].as_array().is_some_and(|v| {
+                    let mut agents: Vec<&str> =
+                        v.iter().filter_map(|v| v["agent"].as_str()).collect();
+                    agents.sort_unstable();
+                    agents == ["node1", "node2", "witness1"]
+                })
+            })
+        })
+    });
+
     // Only node1's backend port, from node2: the peers still talk (votes 2 up of 3).
     site.net.drop_tcp(2, site.net.host_ip(1), PORT);
     site.wait_node2_sees_node1_down();
