@@ -693,6 +693,32 @@ mod tests {
     }
 
     #[test]
+    fn an_override_made_on_a_witness_is_taken_in_but_no_witness_is_a_target() {
+        let text = "zone: ha.example.com\nnodes:\n  - { id: n1, address: 192.0.2.1 }\n  - { id: n2, address: 192.0.2.2 }\n\
+             checks:\n  - { id: web, type: http, url: \"http://{address}/\" }\nhostnames:\n  - { name: app, checks: [web] }\n\
+             cluster: { witnesses: [{ id: w1, address: 192.0.2.9 }] }\n";
+        let cfg = crate::config::parse(Path::new("t.yaml"), text).unwrap();
+        let mut set = Overrides::default();
+        let from_witness = rogue(Kind::Maintenance, "n1", None, 5, "w1");
+        let merged = set.merge(&[from_witness], &cfg, NOW);
+        assert_eq!((merged.changed.len(), merged.refused), (1, 0));
+        assert!(set.active(&cfg, NOW).maintenance[0]);
+        let on_witness = rogue(Kind::Maintenance, "w1", None, 6, "w1");
+        let merged = set.merge(&[on_witness], &cfg, NOW);
+        assert_eq!(
+            merged.refused, 1,
+            "a witness is no node to put in maintenance"
+        );
+        // Without the witness in the file, the same entry comes from an unknown agent.
+        let merged = Overrides::default().merge(
+            &[rogue(Kind::Maintenance, "n1", None, 5, "w1")],
+            &config(),
+            NOW,
+        );
+        assert!(merged.first_refusal.unwrap().contains("unknown agent"));
+    }
+
+    #[test]
     fn only_what_an_operator_could_set_is_taken_in() {
         let cfg = config();
         let mut set = Overrides::default();
