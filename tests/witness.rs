@@ -235,6 +235,10 @@ fn a_fault_between_the_two_nodes_moves_nothing_with_a_witness() {
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["node"], "witness1", "{status}");
     assert_eq!(
+        status["cluster"]["witnesses"],
+        serde_json::json!(["witness1"])
+    );
+    assert_eq!(
         status["hostnames"][0]["nodes"],
         serde_json::json!(["node1"])
     );
