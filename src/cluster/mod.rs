@@ -1,5 +1,7 @@
 //! Agreement between agents: each agent serves its own observations on the peer API, pulls the
 //! others', and every (node, check) pair is decided by a vote, so all nameservers answer alike.
+//! The agents are the nodes and the witnesses (`cluster.witnesses`: agents that vote but are no
+//! node, for two-node clusters); `Config::peers` says whom an agent pulls and counts.
 //!
 //! ```text
 //! own probes ─► local state ─┐
