@@ -16,7 +16,7 @@ command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 # useradd --prefix (install.sh into a staging root).
 command -v useradd >/dev/null 2>&1 || need+=(passwd)
-# The network-namespace tests (tests/netns.rs, asymmetric faults): namespaces and veths, one-way
+# The network-namespace tests (tests/netns.rs, asymmetric faults; tests/witness.rs, witnesses): namespaces and veths, one-way
 # drops, and HTTP requests made from inside a namespace.
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v nft >/dev/null 2>&1 || need+=(nftables)

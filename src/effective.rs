@@ -7,6 +7,7 @@
 //! |---------|-------------------------------------------------------|------------------------|
 //! | none    | –                                                     | this agent's own state |
 //! | yes     | own (once it has a result), peers' younger than `freshness` | `tally(quorum, votes)` (Unknown without any) |
+//! | yes, with witnesses, quorum majority | the same                 | `tally_of_all(nodes + witnesses, votes, previous)`: a majority of all agents moves it, else it keeps its state |
 //!
 //! | question                         | answer                                                   |
 //! |----------------------------------|----------------------------------------------------------|
@@ -19,8 +20,8 @@
 
 use std::time::Duration;
 
-use crate::cluster::tally;
-use crate::config::Quorum;
+use crate::cluster::{tally, tally_of_all};
+use crate::config::{ClusterConfig, Quorum};
 use crate::health::{PairHealth, State};
 use crate::status::Vote;
 
@@ -61,12 +62,38 @@ pub fn counted(own: Option<Vote>, theirs: Vec<Vote>, fresh: Duration) -> Vec<Vot
     own.into_iter().chain(theirs).collect()
 }
 
-/// The state a pair's answers are decided from: the own state without a cluster (`quorum`
-/// none), else the vote.
-pub fn state(quorum: Option<Quorum>, own: State, votes: &[Vote]) -> State {
-    match quorum {
+/// How a cluster's votes are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    pub quorum: Quorum,
+    /// With witnesses and quorum `majority`: the number of agents (nodes + witnesses) a
+    /// majority is taken of, whether they answer or not. `None`: of the fresh votes.
+    pub of_all: Option<usize>,
+}
+
+impl Rule {
+    /// The rule of `cluster`, whose agents are `nodes` nodes and its witnesses.
+    pub fn of(cluster: &ClusterConfig, nodes: usize) -> Rule {
+        let witnesses = cluster.witnesses.len();
+        Rule {
+            quorum: cluster.quorum,
+            of_all: (witnesses > 0 && cluster.quorum == Quorum::Majority)
+                .then_some(nodes + witnesses),
+        }
+    }
+}
+
+/// The state a pair's answers are decided from: the own state without a cluster (`rule`
+/// none), else the vote; with witnesses, a majority of all agents or the `previous` state.
+pub fn state(rule: Option<Rule>, own: State, previous: State, votes: &[Vote]) -> State {
+    let ups = votes.iter().map(|v| v.up);
+    match rule {
         None => own,
-        Some(quorum) => tally(quorum, votes.iter().map(|v| v.up)),
+        Some(Rule {
+            of_all: Some(agents),
+            ..
+        }) => tally_of_all(agents, ups, previous),
+        Some(Rule { quorum, .. }) => tally(quorum, ups),
     }
 }
 
@@ -220,24 +247,73 @@ mod tests {
     }
 
     #[test]
+    fn with_a_witness_the_state_moves_only_with_a_majority_of_all_agents() {
+        use State::{Down, Up};
+        let cluster = |quorum, witnesses: usize| ClusterConfig {
+            listen: "127.0.0.1:1".parse().unwrap(),
+            secret_env: "S".into(),
+            quorum,
+            period: S(1),
+            witnesses: (0..witnesses)
+                .map(|i| crate::config::Witness {
+                    id: format!("w{i}"),
+                    address: "192.0.2.9".parse().unwrap(),
+                })
+                .collect(),
+        };
+        let with_witness = Rule::of(&cluster(Quorum::Majority, 1), 2);
+        assert_eq!(with_witness.of_all, Some(3));
+        assert_eq!(Rule::of(&cluster(Quorum::Majority, 0), 2).of_all, None);
+        assert_eq!(Rule::of(&cluster(Quorum::Any, 1), 2).of_all, None);
+        let (n1, n2, w) = (
+            vote("node1", true, 0, None),
+            vote("node2", false, 0, Some("timeout")),
+            vote("witness", true, 0, None),
+        );
+        // node2 cut off from node1 (node1's vote missing): the witness holds node1 up.
+        let cut = [n2.clone(), w.clone()];
+        assert_eq!(state(Some(with_witness), Down, Up, &cut), Up);
+        // The same votes without a witness: a tie, down.
+        let two = Rule::of(&cluster(Quorum::Majority, 0), 2);
+        assert_eq!(state(Some(two), Down, Up, &cut), Down);
+        // node1 really down: node2 and the witness see it.
+        let w_down = vote("witness", false, 0, Some("timeout"));
+        assert_eq!(state(Some(with_witness), Down, Up, &[n2, w_down]), Down);
+        assert_eq!(state(Some(with_witness), Up, Down, &[n1, w]), Up);
+    }
+
+    #[test]
     fn the_state_is_the_own_without_a_cluster_and_the_vote_with_one() {
         use State::{Down, Unknown, Up};
         let up = vote("a", true, 0, None);
         let down = vote("b", false, 0, None);
-        // (quorum, own state, votes, effective state)
-        let table: &[(Option<Quorum>, State, &[&Vote], State)] = &[
+        let rule = |quorum| {
+            Some(Rule {
+                quorum,
+                of_all: None,
+            })
+        };
+        // (rule, own state, votes, effective state)
+        let table: &[(Option<Rule>, State, &[&Vote], State)] = &[
             (None, Up, &[], Up),
             (None, Down, &[&up], Down), // votes do not count without a cluster
             (None, Unknown, &[], Unknown),
-            (Some(Quorum::Majority), Up, &[], Unknown),
-            (Some(Quorum::Majority), Up, &[&up, &down], Down),
-            (Some(Quorum::Majority), Down, &[&up, &up, &down], Up),
-            (Some(Quorum::Any), Down, &[&down, &up], Up),
-            (Some(Quorum::All), Up, &[&up, &down], Down),
+            (rule(Quorum::Majority), Up, &[], Unknown),
+            (rule(Quorum::Majority), Up, &[&up, &down], Down),
+            (rule(Quorum::Majority), Down, &[&up, &up, &down], Up),
+            (rule(Quorum::Any), Down, &[&down, &up], Up),
+            (rule(Quorum::All), Up, &[&up, &down], Down),
         ];
-        for (quorum, own, votes, want) in table {
+        for (rule, own, votes, want) in table {
             let votes: Vec<Vote> = votes.iter().map(|v| (*v).clone()).collect();
-            assert_eq!(state(*quorum, *own, &votes), *want, "{quorum:?} {own:?}");
+            // Without witnesses the previous state plays no part.
+            for previous in [Up, Down, Unknown] {
+                assert_eq!(
+                    state(*rule, *own, previous, &votes),
+                    *want,
+                    "{rule:?} {own:?}"
+                );
+            }
         }
     }
 

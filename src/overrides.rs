@@ -225,7 +225,9 @@ impl<'a> Known<'a> {
                 }
             }
         }
-        if !self.nodes.contains_key(o.origin.as_str()) && o.origin != LOCAL_ORIGIN {
+        // Made on any agent: a node's or a witness's dashboard.
+        let witness = self.config.witnesses().iter().any(|w| w.id == o.origin);
+        if !self.nodes.contains_key(o.origin.as_str()) && !witness && o.origin != LOCAL_ORIGIN {
             return Err(format!("made by unknown agent `{}`", name(&o.origin)));
         }
         if o.version == 0 || o.version > max_version {
@@ -688,6 +690,32 @@ mod tests {
         assert_eq!(other.merge(&set.list(), &cfg, NOW + 1).changed.len(), 1);
         assert!(other.merge(&[pin], &cfg, NOW + 1).changed.is_empty());
         assert!(!other.active(&cfg, NOW + 1).maintenance[0]);
+    }
+
+    #[test]
+    fn an_override_made_on_a_witness_is_taken_in_but_no_witness_is_a_target() {
+        let text = "zone: ha.example.com\nnodes:\n  - { id: n1, address: 192.0.2.1 }\n  - { id: n2, address: 192.0.2.2 }\n\
+             checks:\n  - { id: web, type: http, url: \"http://{address}/\" }\nhostnames:\n  - { name: app, checks: [web] }\n\
+             cluster: { witnesses: [{ id: w1, address: 192.0.2.9 }] }\n";
+        let cfg = crate::config::parse(Path::new("t.yaml"), text).unwrap();
+        let mut set = Overrides::default();
+        let from_witness = rogue(Kind::Maintenance, "n1", None, 5, "w1");
+        let merged = set.merge(&[from_witness], &cfg, NOW);
+        assert_eq!((merged.changed.len(), merged.refused), (1, 0));
+        assert!(set.active(&cfg, NOW).maintenance[0]);
+        let on_witness = rogue(Kind::Maintenance, "w1", None, 6, "w1");
+        let merged = set.merge(&[on_witness], &cfg, NOW);
+        assert_eq!(
+            merged.refused, 1,
+            "a witness is no node to put in maintenance"
+        );
+        // Without the witness in the file, the same entry comes from an unknown agent.
+        let merged = Overrides::default().merge(
+            &[rogue(Kind::Maintenance, "n1", None, 5, "w1")],
+            &config(),
+            NOW,
+        );
+        assert!(merged.first_refusal.unwrap().contains("unknown agent"));
     }
 
     #[test]

@@ -17,19 +17,9 @@ use common::wait_until;
 const PORT: u16 = 8080;
 const OTHER_PORT: u16 = 8081;
 
-/// Python's HTTP server inside host `i`, bound to that host's address only.
+/// The harness's HTTP server in host `i` (see `Netns::http_server`).
 fn http_server(net: &Netns, i: usize, port: u16, dir: &Path) -> Child {
-    net.command(i, "/usr/bin/python3")
-        .args(["-m", "http.server", "--bind"])
-        .arg(net.host_ip(i).to_string())
-        .arg(port.to_string())
-        .arg("--directory")
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start python3 -m http.server in the namespace")
+    net.http_server(i, port, dir)
 }
 
 fn url(ip: IpAddr, port: u16) -> String {

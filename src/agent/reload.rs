@@ -8,6 +8,7 @@
 //! | `notify` (any of it)                                   | warned; the channels built at start stay |
 //! | `cluster:` added or removed                            | warned; the agent keeps the cluster it started with (or none) |
 //! | `cluster.listen`, `cluster.secret_env`                 | warned; the values in force stay (the peer API is bound, the secret read) |
+//! | `cluster.witnesses` added, removed or changed          | warned; the witnesses started with stay (pulled from, counted) until a restart |
 //! | `secondaries:` (targets, `allow_from`, key, SOA timers)  | applied: the key is read again, every target is told the serial once |
 //! | `dns.serve`                                            | warned; the DNS server runs (or not) as at start |
 //! | `publish:` added or removed, `publish.tsig`            | warned; the publisher and key read at start stay |
@@ -27,11 +28,13 @@ pub(super) fn keep_restart_only(current: &Config, new: &mut Config) -> Vec<&'sta
         path: _,
         zone: _,
         self_node: _,
+        self_witness: _,
         self_source: _,
         dns:
             DnsConfig {
                 serve,
                 listen: dns_listen,
+                listen_written: _,
                 ttl: _,
                 ns_ttl: _,
                 hostmaster: _,
@@ -101,7 +104,13 @@ pub(super) fn keep_restart_only(current: &Config, new: &mut Config) -> Vec<&'sta
                 secret_env,
                 quorum: _,
                 period: _,
+                witnesses,
             } = new;
+            // The agents pulled from, served to and counted are the ones started with.
+            if *witnesses != now.witnesses {
+                keys.push("cluster.witnesses");
+                witnesses.clone_from(&now.witnesses);
+            }
             if *listen != now.listen {
                 keys.push("cluster.listen");
                 *listen = now.listen;
@@ -273,6 +282,14 @@ mod tests {
                 none,
             ),
             ("cluster removed", format!("{BASE}{WEBHOOK}"), &["cluster"]),
+            (
+                "a witness added",
+                base.replace(
+                    "quorum: majority }",
+                    "quorum: majority, witnesses: [{ id: w1, address: 127.0.10.9 }] }",
+                ),
+                &["cluster.witnesses"],
+            ),
         ];
         for (what, after, want) in cases {
             let (keys, _) = reload(&base, after);
@@ -280,6 +297,17 @@ mod tests {
         }
         let (keys, _) = reload(&format!("{BASE}{WEBHOOK}"), &base);
         assert_eq!(keys, ["cluster"], "cluster added");
+        let with_witness = base.replace(
+            "quorum: majority }",
+            "quorum: majority, witnesses: [{ id: w1, address: 127.0.10.9 }] }",
+        );
+        let (keys, cluster) = reload(&with_witness, &base);
+        assert_eq!(keys, ["cluster.witnesses"], "a witness removed");
+        assert_eq!(
+            cluster.unwrap().witnesses,
+            config(&with_witness).cluster.unwrap().witnesses,
+            "the witnesses started with stay until a restart"
+        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Agreement between agents: each agent serves its own observations on the peer API, pulls the
 //! others', and every (node, check) pair is decided by a vote, so all nameservers answer alike.
+//! The agents are the nodes and the witnesses (`cluster.witnesses`: agents that vote but are no
+//! node, for two-node clusters); `Config::peers` says whom an agent pulls and counts.
 //!
 //! ```text
 //! own probes ─► local state ─┐
@@ -93,11 +95,85 @@ pub fn tally(quorum: Quorum, votes: impl IntoIterator<Item = bool>) -> State {
     if is_up { State::Up } else { State::Down }
 }
 
+/// The state the votes decide in a cluster with witnesses (quorum `majority`): a majority of
+/// *all* its `agents` (nodes and witnesses, answering or not) must agree to change a pair's
+/// state; short of one, the pair keeps its `previous` state. So an agent cut off from a healthy
+/// node (its own vote down, the witness's up, the node's own missing) moves nothing, and an
+/// agent left alone moves nothing either: a switch needs the witness or the other node.
+///
+/// | of `agents` n, votes say | state      |
+/// |--------------------------|------------|
+/// | up: more than n / 2      | Up         |
+/// | down: more than n / 2    | Down       |
+/// | neither                  | `previous` (Unknown before any majority) |
+pub fn tally_of_all(
+    agents: usize,
+    votes: impl IntoIterator<Item = bool>,
+    previous: State,
+) -> State {
+    let (mut up, mut down) = (0usize, 0usize);
+    for vote in votes {
+        if vote {
+            up += 1;
+        } else {
+            down += 1;
+        }
+    }
+    if up * 2 > agents {
+        State::Up
+    } else if down * 2 > agents {
+        State::Down
+    } else {
+        previous
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use Quorum::*;
     use State::{Down, Unknown, Up};
+
+    #[test]
+    fn with_witnesses_a_majority_of_all_agents_is_needed_to_move() {
+        // (agents, votes, previous, state): two nodes and a witness are 3 agents.
+        let table: &[(usize, &[bool], State, State)] = &[
+            (3, &[true, true, true], Unknown, Up),
+            (3, &[false, false, false], Up, Down),
+            // node2 cut off from node1: its own vote down, the witness up, node1's missing.
+            (3, &[false, true], Up, Up),
+            (3, &[false, true], Down, Down),
+            // node1 really down: node2 and the witness agree, node1's own vote says so too
+            // (or is missing, its agent down with it).
+            (3, &[false, false], Up, Down),
+            (3, &[false, false, true], Up, Down),
+            (3, &[true, true], Down, Up),
+            // Alone: its own vote moves nothing.
+            (3, &[false], Up, Up),
+            (3, &[true], Unknown, Unknown),
+            (3, &[], Up, Up),
+            // Two nodes and two witnesses: 3 of 4 must agree.
+            (4, &[false, false], Up, Up),
+            (4, &[false, false, false], Up, Down),
+            (4, &[true, true, false, false], Down, Down),
+        ];
+        for (agents, votes, previous, want) in table {
+            assert_eq!(
+                tally_of_all(*agents, votes.iter().copied(), *previous),
+                *want,
+                "{agents} agents, votes {votes:?}, was {previous:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn without_a_witness_two_nodes_tie_to_down() {
+        // The documented two-node behaviour (README): a tie counts as down, and an agent that
+        // hears nothing from the other decides on its own vote alone.
+        assert_eq!(tally(Majority, [true, false]), Down);
+        assert_eq!(tally(Majority, [false]), Down);
+        assert_eq!(tally(Majority, [true]), Up);
+    }
 
     #[test]
     fn tally_follows_the_table() {

@@ -1,4 +1,4 @@
-//! Pulls every other agent's observations on the peer API, once per `cluster.period`, and
+//! Pulls every other agent's (node's or witness's) observations on the peer API, once per `cluster.period`, and
 //! hands the results (or why a peer did not answer) to the writer.
 //!
 //! An answer is bounded by what the configuration can need (a vote per pair, an override per
@@ -67,22 +67,20 @@ pub async fn run(
     loop {
         let snapshot = published.load_full();
         let config = &snapshot.status.config;
-        let (Some(cluster), Some(me)) = (&config.cluster, config.self_node) else {
+        let (Some(cluster), Some(me)) = (&config.cluster, config.self_id()) else {
             return;
         };
         let period = cluster.period;
         let started = tokio::time::Instant::now();
         let mut pulls = JoinSet::new();
-        for (n, node) in config.nodes.iter().enumerate() {
-            if n == me {
-                continue;
-            }
-            let url = format!("http://{}{OBSERVATIONS_PATH}", cluster.peer_addr(node));
+        // Every other agent: the other nodes and the witnesses.
+        for peer in config.peers() {
+            let url = format!("http://{}{OBSERVATIONS_PATH}", peer.address);
             let (client, secret, me_id, peer) = (
                 client.clone(),
                 secret.clone(),
-                config.nodes[me].id.clone(),
-                node.id.clone(),
+                me.to_string(),
+                peer.id.to_string(),
             );
             let zone = config.zone.to_ascii().trim_end_matches('.').to_string();
             let limit = max_body(config);
@@ -190,7 +188,7 @@ async fn fetch(
     }
     if observations.agent != peer {
         return Err(format!(
-            "answered as `{}`, expected `{peer}` (check nodes' addresses)",
+            "answered as `{}`, expected `{peer}` (check the nodes' and witnesses' addresses)",
             observations.agent
         ));
     }

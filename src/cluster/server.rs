@@ -117,10 +117,7 @@ async fn observations(
         header(HEADER_NONCE),
         header(HEADER_SIGNATURE),
     );
-    let me = status
-        .config
-        .self_node
-        .map(|n| status.config.nodes[n].id.as_str());
+    let me = status.config.self_id();
     let refuse = |why: &str| {
         warn!(%from, agent, reason = why, "peer API request refused");
         (StatusCode::UNAUTHORIZED, format!("refused: {why}\n")).into_response()
@@ -128,8 +125,8 @@ async fn observations(
     if agent.is_empty() || time.is_empty() || nonce.is_empty() || signature.is_empty() {
         return refuse("missing authentication headers");
     }
-    if Some(agent) == me || !status.config.nodes.iter().any(|n| n.id == agent) {
-        return refuse("not another node of this cluster");
+    if Some(agent) == me || !status.config.agents().iter().any(|a| a.id == agent) {
+        return refuse("not another agent (node or witness) of this cluster");
     }
     let Ok(time) = time.parse::<u64>() else {
         return refuse("bad time");

@@ -20,6 +20,8 @@ pub struct DnsConfig {
     /// False (`dns.serve: false`): no embedded DNS server; `listen` is empty.
     pub serve: bool,
     pub listen: Vec<SocketAddr>,
+    /// Whether `dns.listen` is written in the file: a witness binds a DNS port only then.
+    pub listen_written: bool,
     /// TTL of hostname answers, and of the SOA (and so of negative answers).
     pub ttl: Duration,
     /// TTL of apex NS records and their glue.
@@ -59,6 +61,7 @@ impl Validator<'_> {
             hostmaster,
         } = dns;
         let serve = serve.is_none_or(|s| s.value);
+        let listen_written = listen.is_some();
         let listen = match listen {
             // Nothing is bound: `dns.listen` is left unused.
             _ if !serve => Vec::new(),
@@ -120,6 +123,7 @@ impl Validator<'_> {
         Ok(DnsConfig {
             serve,
             listen,
+            listen_written,
             ttl,
             ns_ttl: ns_ttl
                 .map(|d| d.value.0)

@@ -179,4 +179,15 @@ pub struct ClusterSection {
     pub quorum: Option<Spanned<String>>,
     /// How often each agent pulls the others' observations.
     pub period: Option<Spanned<HumanDuration>>,
+    /// Agents that probe and vote but serve no hostname and are no nameserver of the zone.
+    #[serde(default)]
+    pub witnesses: Vec<WitnessEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessEntry {
+    pub id: Spanned<String>,
+    /// Where the other agents reach its peer API (on the port of `cluster.listen`).
+    pub address: Spanned<String>,
 }

@@ -7,6 +7,7 @@ use hickory_proto::rr::Name;
 
 use super::ConfigError;
 use super::Validator;
+use super::cluster::Witness;
 use super::file::HostnameEntry;
 use super::nodes::Node;
 use super::validate::is_label;
@@ -86,12 +87,23 @@ impl Validator<'_> {
         nodes: &[Node],
         node_ids: &HashMap<String, usize>,
         check_ids: &HashMap<String, usize>,
+        witnesses: &[Witness],
     ) -> Result<Vec<Hostname>, ConfigError> {
         if hostnames.is_empty() {
             return Err(self.plain_error("hostnames", "at least one hostname is needed"));
         }
         let mut built_hostnames: Vec<Hostname> = Vec::new();
         for (i, entry) in hostnames.into_iter().enumerate() {
+            // A witness is an agent, not a node: say so rather than "unknown node".
+            for (j, n) in entry.nodes.iter().flatten().enumerate() {
+                if witnesses.iter().any(|w| w.id == n.value) {
+                    return Err(self.error(
+                        n,
+                        format!("hostnames[{i}].nodes[{j}]"),
+                        format!("`{}` is a witness (cluster.witnesses): it votes but serves no hostname and is never in an answer; list only nodes here", n.value),
+                    ));
+                }
+            }
             let hostname = self.hostname(i, entry, zone, nodes, node_ids, check_ids)?;
             if let Some(other) = built_hostnames.iter().find(|h| h.fqdn == hostname.fqdn) {
                 return Err(self.plain_error(

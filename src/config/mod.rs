@@ -43,7 +43,9 @@ mod tsig;
 mod validate;
 
 pub use checks::{Check, CheckKind, DEFAULT_BODY_LIMIT, HttpCheck, MAX_BODY_LIMIT, TcpCheck};
-pub use cluster::{ClusterConfig, DEFAULT_CLUSTER_LISTEN, DEFAULT_CLUSTER_SECRET_ENV, Quorum};
+pub use cluster::{
+    ClusterConfig, DEFAULT_CLUSTER_LISTEN, DEFAULT_CLUSTER_SECRET_ENV, Quorum, Witness,
+};
 pub use dashboard::{DashboardConfig, REFRESH_RANGE};
 pub use dns::{DEFAULT_DNS_LISTEN, DnsConfig, MAX_TTL};
 pub use duration::{HumanDuration, format_duration};
@@ -51,7 +53,7 @@ pub use error::ConfigError;
 pub use error::Place;
 pub use hostnames::{Family, Hostname, Mode, WhenAllDown};
 pub use load::{DEFAULT_CONFIG_PATH, load, parse, read_files};
-pub use model::Config;
+pub use model::{Agent, Config};
 pub use nodes::Node;
 pub use notify::{
     CaFile, EmailConfig, EventFilter, EventName, NotifyConfig, SmtpConfig, SmtpTls, WebhookConfig,

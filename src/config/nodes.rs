@@ -98,7 +98,7 @@ impl Validator<'_> {
         })
     }
 
-    fn ip(&self, item: &Spanned<String>, key: &str) -> Result<IpAddr, ConfigError> {
+    pub(super) fn ip(&self, item: &Spanned<String>, key: &str) -> Result<IpAddr, ConfigError> {
         item.value
             .trim()
             .trim_start_matches('[')

@@ -12,12 +12,25 @@ impl Config {
         let zone = zone.trim_end_matches('.');
         let _ = writeln!(out, "{}: valid", self.path.display());
         let _ = writeln!(out, "zone      {zone}");
-        let this = match (&self.self_node, &self.self_source) {
-            (Some(i), SelfSource::Configured) => format!("{} (from `self`)", self.nodes[*i].id),
-            (Some(i), _) => format!(
-                "{} (found from this machine's addresses)",
-                self.nodes[*i].id
-            ),
+        let this = match (self.self_id(), &self.self_source) {
+            (Some(id), source) => {
+                let what = if self.self_witness.is_some() {
+                    "witness "
+                } else {
+                    ""
+                };
+                let from = if *source == SelfSource::Configured {
+                    "from `self`"
+                } else {
+                    "found from this machine's addresses"
+                };
+                let role = if self.self_witness.is_some() {
+                    "; probes and votes, serves no hostname, no nameserver of the zone"
+                } else {
+                    ""
+                };
+                format!("{what}{id} ({from}{role})")
+            }
             (None, SelfSource::Ambiguous(ids)) => {
                 format!(
                     "not set: several nodes' addresses are local ({}); set `self`",
@@ -38,6 +51,11 @@ impl Config {
                 listen.join(", "),
                 format_duration(self.dns.ttl),
                 format_duration(self.dns.ns_ttl)
+            );
+        } else if self.self_witness.is_some() && !self.dns.listen_written {
+            let _ = writeln!(
+                out,
+                "dns       not served: a witness binds a DNS port only where dns.listen says so"
             );
         } else {
             let _ = writeln!(
@@ -139,11 +157,12 @@ impl Config {
             Some(c) => {
                 let quorum = c.quorum;
                 let peers: Vec<String> = self
-                    .nodes
+                    .peers()
                     .iter()
-                    .enumerate()
-                    .filter(|(i, _)| Some(*i) != self.self_node)
-                    .map(|(_, n)| format!("{} at {}", n.id, c.peer_addr(n)))
+                    .map(|a| {
+                        let what = if a.witness { "witness " } else { "" };
+                        format!("{what}{} at {}", a.id, a.address)
+                    })
                     .collect();
                 let _ = writeln!(
                     out,
@@ -153,6 +172,34 @@ impl Config {
                     c.secret_env,
                     peers.join(", ")
                 );
+                if c.witnesses.is_empty() {
+                    if self.nodes.len() == 2 && quorum == super::Quorum::Majority {
+                        let _ = writeln!(
+                            out,
+                            "  witnesses: none; with two nodes a tie counts as down and a partition lets each decide alone (add one: cluster.witnesses)"
+                        );
+                    }
+                } else {
+                    let ws: Vec<String> = c
+                        .witnesses
+                        .iter()
+                        .map(|w| format!("{} at {}", w.id, c.witness_addr(w)))
+                        .collect();
+                    let _ = writeln!(
+                        out,
+                        "  witnesses ({}): {}; they vote, serve no hostname and are no nameserver",
+                        ws.len(),
+                        ws.join(", ")
+                    );
+                    let agents = self.nodes.len() + c.witnesses.len();
+                    if quorum == super::Quorum::Majority {
+                        let _ = writeln!(
+                            out,
+                            "  a pair changes state when {} of the {agents} agents agree; short of that it keeps its state",
+                            agents / 2 + 1
+                        );
+                    }
+                }
             }
         }
         out.push_str(&super::secondaries::summary(self));

@@ -301,3 +301,51 @@ fn nodes_rank_by_priority_then_id() {
         "a (10), then b and c (5) by id"
     );
 }
+
+#[test]
+fn a_witness_is_an_agent_but_no_node() {
+    let config = load_named(&valid("two-nodes-and-a-witness.yaml")).unwrap();
+    assert_eq!((config.self_node, config.self_witness), (None, Some(0)));
+    assert_eq!(config.self_id(), Some("witness1"));
+    assert_eq!(config.nodes.len(), 2, "a witness is not a node");
+    let peers: Vec<(&str, bool)> = config.peers().iter().map(|a| (a.id, a.witness)).collect();
+    assert_eq!(peers, [("node1", false), ("node2", false)]);
+    let agents: Vec<&str> = config.agents().iter().map(|a| a.id).collect();
+    assert_eq!(agents, ["node1", "node2", "witness1"]);
+    let summary = config.summary();
+    for line in [
+        "this node witness witness1 (from `self`",
+        "dns       not served: a witness binds a DNS port only where dns.listen says so",
+        "witnesses (1): witness1 at 127.0.185.20:8053",
+        "a pair changes state when 2 of the 3 agents agree",
+        "nameservers: ns-node1.ha.example.com, ns-node2.ha.example.com\n",
+    ] {
+        assert!(summary.contains(line), "{line}\n{summary}");
+    }
+    // A node of the same file pulls from the other node and the witness.
+    let text = std::fs::read_to_string(valid("two-nodes-and-a-witness.yaml"))
+        .unwrap()
+        .replace("self: witness1", "self: node2");
+    let node = find_self(parse(Path::new("t.yaml"), &text).unwrap()).unwrap();
+    let peers: Vec<(&str, bool)> = node.peers().iter().map(|a| (a.id, a.witness)).collect();
+    assert_eq!(peers, [("node1", false), ("witness1", true)]);
+    assert!(node.dns.serve, "a node serves DNS");
+    assert!(
+        node.summary()
+            .contains("peers: node1 at 127.0.185.1:8053, witness witness1 at 127.0.185.20:8053"),
+        "{}",
+        node.summary()
+    );
+    // Two nodes without a witness: check-config says what that means.
+    let alone = text.replace(
+        "  witnesses:\n    - { id: witness1, address: 127.0.185.20 }\n",
+        "",
+    );
+    let two = find_self(parse(Path::new("t.yaml"), &alone).unwrap()).unwrap();
+    assert!(
+        two.summary()
+            .contains("witnesses: none; with two nodes a tie counts as down"),
+        "{}",
+        two.summary()
+    );
+}

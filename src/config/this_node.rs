@@ -1,4 +1,5 @@
-//! Which node this machine is: written as `self:`, or found among the machine's own addresses.
+//! Which node (or witness) this machine is: written as `self:`, or found among the machine's
+//! own addresses.
 //!
 //! Finding it binds sockets, so it is a step of its own after parsing: [`parse`](super::parse)
 //! binds nothing and reads no address of this machine, [`load`](super::load) (what the agent, reload and
@@ -6,16 +7,16 @@
 
 use std::net::IpAddr;
 
-use super::{Config, ConfigError, Node};
+use super::{Config, ConfigError, Node, Witness};
 
 /// How `Config::self_node` was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SelfSource {
     /// From `self:` in the file.
     Configured,
-    /// Exactly one node's address is assigned to this machine.
+    /// Exactly one node's (or witness's) address is assigned to this machine.
     LocalAddress,
-    /// Several nodes' addresses are local (typical on a single test host using 127.0.0.x).
+    /// Several agents' addresses are local (typical on a single test host using 127.0.0.x).
     Ambiguous(Vec<String>),
     NotFound,
     /// `self:` is not written and the machine's addresses were not looked at (yet): the file was
@@ -35,24 +36,31 @@ fn find_self_among(
     is_local: impl Fn(&IpAddr) -> bool,
 ) -> Result<Config, ConfigError> {
     if config.self_source == SelfSource::NotLooked {
-        let (node, source) = pick_self(&config.nodes, is_local);
-        config.self_node = node;
+        let (agent, source) = pick_self(&config.nodes, config.witnesses(), is_local);
+        let nodes = config.nodes.len();
+        config.self_node = agent.filter(|&i| i < nodes);
+        config.self_witness = agent.and_then(|i| i.checked_sub(nodes));
         config.self_source = source;
     }
-    if config.cluster.is_some() && config.self_node.is_none() {
+    if config.self_witness.is_some() && !config.dns.listen_written {
+        // A witness is no nameserver: it binds a DNS port only where the file says so.
+        config.dns.serve = false;
+        config.dns.listen.clear();
+    }
+    if config.cluster.is_some() && config.self_id().is_none() {
         let why = match &config.self_source {
             SelfSource::Ambiguous(ids) => format!(
-                "several nodes' addresses are on this machine ({})",
+                "several agents' addresses are on this machine ({})",
                 ids.join(", ")
             ),
-            _ => "no node's address is on this machine".to_string(),
+            _ => "no node's (nor witness's) address is on this machine".to_string(),
         };
         return Err(ConfigError {
             file: config.path.display().to_string(),
             location: None,
             key: "self".into(),
             message: format!(
-                "agents of a cluster must know which node they are, and {why}: set `self: <node id>`"
+                "agents of a cluster must know which node they are, and {why}: set `self: <node id>` (or `self: <witness id>`)"
             ),
             snippet: None,
         });
@@ -60,12 +68,24 @@ fn find_self_among(
     Ok(config)
 }
 
-/// The node whose address is local, when exactly one is.
-fn pick_self(nodes: &[Node], is_local: impl Fn(&IpAddr) -> bool) -> (Option<usize>, SelfSource) {
+/// The agent whose address is local, when exactly one is: a node's index, or the number of
+/// nodes plus a witness's index.
+fn pick_self(
+    nodes: &[Node],
+    witnesses: &[Witness],
+    is_local: impl Fn(&IpAddr) -> bool,
+) -> (Option<usize>, SelfSource) {
+    let ids: Vec<&str> = nodes
+        .iter()
+        .map(|n| n.id.as_str())
+        .chain(witnesses.iter().map(|w| w.id.as_str()))
+        .collect();
     let local: Vec<usize> = nodes
         .iter()
+        .map(|n| n.addresses.iter().any(&is_local))
+        .chain(witnesses.iter().map(|w| is_local(&w.address)))
         .enumerate()
-        .filter(|(_, n)| n.addresses.iter().any(&is_local))
+        .filter(|&(_, local)| local)
         .map(|(i, _)| i)
         .collect();
     match local.as_slice() {
@@ -73,7 +93,7 @@ fn pick_self(nodes: &[Node], is_local: impl Fn(&IpAddr) -> bool) -> (Option<usiz
         [one] => (Some(*one), SelfSource::LocalAddress),
         many => (
             None,
-            SelfSource::Ambiguous(many.iter().map(|&i| nodes[i].id.clone()).collect()),
+            SelfSource::Ambiguous(many.iter().map(|&i| ids[i].to_string()).collect()),
         ),
     }
 }
@@ -110,7 +130,7 @@ mod tests {
         ];
         for (addresses, node, source) in table {
             assert_eq!(
-                pick_self(&config.nodes, local(addresses)),
+                pick_self(&config.nodes, &[], local(addresses)),
                 (node, source),
                 "{addresses:?}"
             );
@@ -124,12 +144,12 @@ mod tests {
         let e = find_self_among(config.clone(), |_| false).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "t.yaml: self: agents of a cluster must know which node they are, and no node's address is on this machine: set `self: <node id>`"
+            "t.yaml: self: agents of a cluster must know which node they are, and no node's (nor witness's) address is on this machine: set `self: <node id>` (or `self: <witness id>`)"
         );
         let e = find_self_among(config, |_| true).unwrap_err();
         assert!(
             e.message
-                .contains("several nodes' addresses are on this machine (n1, n2, n3)"),
+                .contains("several agents' addresses are on this machine (n1, n2, n3)"),
             "{e}"
         );
         let named = parse(Path::new("t.yaml"), &format!("{text}self: n2\n")).unwrap();
@@ -138,5 +158,40 @@ mod tests {
             (found.self_node, found.self_source),
             (Some(1), SelfSource::Configured)
         );
+    }
+
+    #[test]
+    fn a_witness_is_found_by_its_address_and_binds_dns_only_where_written() {
+        let text = format!("{NODES}cluster:\n  witnesses: [{{ id: w1, address: 192.0.2.9 }}]\n");
+        let config = parse(Path::new("t.yaml"), &text).unwrap();
+        let is = |want: &'static str| move |ip: &IpAddr| *ip == want.parse::<IpAddr>().unwrap();
+        let found = find_self_among(config.clone(), is("192.0.2.9")).unwrap();
+        assert_eq!(
+            (found.self_node, found.self_witness, found.self_id()),
+            (None, Some(0), Some("w1"))
+        );
+        assert_eq!(found.self_source, SelfSource::LocalAddress);
+        assert!(
+            !found.dns.serve && found.dns.listen.is_empty(),
+            "no dns.listen written: a witness binds no DNS port"
+        );
+        let node = find_self_among(config.clone(), is("192.0.2.3")).unwrap();
+        assert_eq!((node.self_node, node.self_witness), (Some(2), None));
+        assert!(node.dns.serve, "a node serves DNS on the default listen");
+        let both =
+            find_self_among(config, |ip| is("192.0.2.9")(ip) || is("192.0.2.1")(ip)).unwrap_err();
+        assert!(
+            both.message
+                .contains("several agents' addresses are on this machine (n1, w1)"),
+            "{both}"
+        );
+        let written = format!("{text}self: w1\ndns: {{ listen: ['127.0.0.1:5353'] }}\n");
+        let witness = find_self(parse(Path::new("t.yaml"), &written).unwrap()).unwrap();
+        assert_eq!(witness.self_witness, Some(0));
+        assert!(
+            witness.dns.serve,
+            "dns.listen written: the witness answers there"
+        );
+        assert_eq!(witness.dns.listen, ["127.0.0.1:5353".parse().unwrap()]);
     }
 }

@@ -93,34 +93,48 @@ impl Validator<'_> {
         let defaults = self.timing_defaults(&defaults)?;
         let (nodes, node_ids) = self.nodes(nodes)?;
         let (checks, check_ids) = self.checks(checks, &defaults)?;
-        let hostnames = self.hostnames(hostnames, &zone_name, &nodes, &node_ids, &check_ids)?;
-        let (self_node, self_source) = match &self_id {
+        // Before the hostnames: a hostname that names a witness is told it is one.
+        let cluster = match cluster {
+            None => None,
+            Some(section) => Some(self.cluster(section, &nodes)?),
+        };
+        let witnesses = cluster.as_ref().map_or(&[][..], |c| &c.witnesses[..]);
+        let hostnames = self.hostnames(
+            hostnames, &zone_name, &nodes, &node_ids, &check_ids, witnesses,
+        )?;
+        let (self_node, self_witness, self_source) = match &self_id {
             Some(id) => match node_ids.get(id.value.as_str()) {
-                Some(&i) => (Some(i), SelfSource::Configured),
-                None => {
-                    let known: Vec<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
-                    return Err(self.error(
-                        id,
-                        "self",
-                        format!(
-                            "`{}` is not a node id (nodes: {})",
-                            id.value,
-                            known.join(", ")
-                        ),
-                    ));
-                }
+                Some(&i) => (Some(i), None, SelfSource::Configured),
+                None => match witnesses.iter().position(|w| w.id == id.value) {
+                    Some(w) => (None, Some(w), SelfSource::Configured),
+                    None => {
+                        let known: Vec<&str> = nodes.iter().map(|n| n.id.as_str()).collect();
+                        let ws: Vec<&str> = witnesses.iter().map(|w| w.id.as_str()).collect();
+                        let message = if ws.is_empty() {
+                            format!(
+                                "`{}` is not a node id (nodes: {})",
+                                id.value,
+                                known.join(", ")
+                            )
+                        } else {
+                            format!(
+                                "`{}` is neither a node nor a witness id (nodes: {}; witnesses: {})",
+                                id.value,
+                                known.join(", "),
+                                ws.join(", ")
+                            )
+                        };
+                        return Err(self.error(id, "self", message));
+                    }
+                },
             },
             // Which of the nodes this machine is, when the file does not say, is found by
             // `config::find_self` (it binds sockets): parsing reads nothing but the text.
-            None => (None, SelfSource::NotLooked),
+            None => (None, None, SelfSource::NotLooked),
         };
 
         let config_dir = path.parent().unwrap_or(Path::new("."));
         let notify = self.notify(notify, config_dir)?;
-        let cluster = match cluster {
-            None => None,
-            Some(section) => Some(self.cluster(section)?),
-        };
         let secondaries = match secondaries {
             None => None,
             Some(section) => Some(self.secondaries(section)?),
@@ -153,6 +167,7 @@ impl Validator<'_> {
             path: path.to_path_buf(),
             zone: zone_name,
             self_node,
+            self_witness,
             self_source,
             dns,
             dashboard,

@@ -120,9 +120,8 @@ async fn apply(
     let status = &snapshot.status;
     let here = status
         .config
-        .self_node
-        .map(|n| status.config.nodes[n].id.clone())
-        .unwrap_or_else(|| "this agent".into());
+        .self_id()
+        .map_or_else(|| "this agent".into(), String::from);
     request.by = format!("{} on {here}", request.by);
     let (reply, outcome) = oneshot::channel();
     let gone = || {

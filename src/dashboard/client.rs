@@ -194,10 +194,17 @@ pub fn render(view: &StatusView, now: SystemTime) -> String {
 
     if let Some(cluster) = &view.cluster {
         out.push_str(&format!("\nAGENTS (quorum {})\n", cluster.quorum));
-        if cluster.alone {
+        if cluster.alone && cluster.alone_keeps() {
+            out.push_str(
+                "ALONE: no other agent answers; without a majority of the agents (nodes and witnesses) every pair keeps its state\n",
+            );
+        } else if cluster.alone {
             out.push_str(
                 "ALONE: no other agent answers; this agent decides on its own observations\n",
             );
+        }
+        if !cluster.witnesses.is_empty() {
+            out.push_str(&format!("witnesses: {}\n", cluster.witnesses.join(", ")));
         }
         let mut rows = vec![row(["AGENT", "PEER API", "STATE", "LAST ANSWER", "ERROR"])];
         for p in &cluster.peers {

@@ -25,6 +25,8 @@ struct Page {
     cluster: bool,
     quorum: String,
     alone: bool,
+    /// Alone with witnesses: the banner says the states are kept, not decided alone.
+    alone_keeps: bool,
     notifying: bool,
     peers: Vec<PeerRow>,
     /// The token every form carries (see `actions`).
@@ -218,6 +220,7 @@ pub fn render(
             .map(|c| c.quorum.clone())
             .unwrap_or_default(),
         alone: view.cluster.as_ref().is_some_and(|c| c.alone),
+        alone_keeps: view.cluster.as_ref().is_some_and(|c| c.alone_keeps()),
         notifying: view.cluster.as_ref().is_some_and(|c| c.notifying),
         peers: view
             .cluster

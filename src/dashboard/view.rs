@@ -77,6 +77,17 @@ pub struct ClusterView {
     /// This agent sends the cluster's notifications (the reachable agent with the lowest id).
     pub notifying: bool,
     pub peers: Vec<PeerView>,
+    /// The ids of the witnesses (agents that vote but are no node); with quorum `majority` a
+    /// pair then moves only with a majority of all agents, and an agent alone keeps its state.
+    #[serde(default)]
+    pub witnesses: Vec<String>,
+}
+
+impl ClusterView {
+    /// An agent alone keeps its states rather than deciding alone (witnesses, quorum majority).
+    pub fn alone_keeps(&self) -> bool {
+        !self.witnesses.is_empty() && self.quorum == "majority"
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -284,7 +295,7 @@ impl StatusView {
         Self {
             version: env!("CARGO_PKG_VERSION").to_string(),
             zone: without_dot(&config.zone.to_ascii()),
-            node: config.self_node.map(|n| config.nodes[n].id.clone()),
+            node: config.self_id().map(String::from),
             ready: status.ready,
             serial: status.serial,
             started_at: rfc3339(status.started_at),
@@ -339,6 +350,7 @@ impl StatusView {
             },
             cluster: config.cluster.as_ref().map(|c| ClusterView {
                 quorum: c.quorum.to_string(),
+                witnesses: c.witnesses.iter().map(|w| w.id.clone()).collect(),
                 alone: status.alone,
                 notifying: status.notifying,
                 peers: status

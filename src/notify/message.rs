@@ -31,10 +31,10 @@ pub fn zone_name(config: &Config) -> String {
     config.zone.to_ascii().trim_end_matches('.').to_string()
 }
 
-/// Who is speaking: the node id of this agent, or the machine's host name.
+/// Who is speaking: the node (or witness) id of this agent, or the machine's host name.
 pub fn agent_name(config: &Config) -> String {
-    match config.self_node {
-        Some(n) => config.nodes[n].id.clone(),
+    match config.self_id() {
+        Some(id) => id.to_string(),
         None => std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .ok()

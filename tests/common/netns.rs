@@ -191,6 +191,22 @@ impl Netns {
         cmd
     }
 
+    /// Python's HTTP server inside host `i`, bound to that host's address only, serving `dir`;
+    /// kill the child to take the backend down (the namespace cleanup kills it too).
+    pub fn http_server(&self, i: usize, port: u16, dir: &Path) -> std::process::Child {
+        self.command(i, "/usr/bin/python3")
+            .args(["-m", "http.server", "--bind"])
+            .arg(self.host_ip(i).to_string())
+            .arg(port.to_string())
+            .arg("--directory")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start python3 -m http.server in the namespace")
+    }
+
     /// Runs `program args…` inside host `i` and waits for it, at most `deadline` (then kills it
     /// and returns an error).
     pub fn run(

@@ -15,9 +15,8 @@ impl Writer {
             Command::Override { request, reply } => {
                 let config = self.config.clone();
                 let origin = config
-                    .self_node
-                    .map(|n| config.nodes[n].id.clone())
-                    .unwrap_or_else(|| overrides::LOCAL_ORIGIN.into());
+                    .self_id()
+                    .map_or_else(|| overrides::LOCAL_ORIGIN.into(), String::from);
                 // Applied only once stored: an override that would not survive a restart is
                 // refused, and the operator told why.
                 let mut next = self.overrides.clone();

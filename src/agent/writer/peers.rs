@@ -112,20 +112,18 @@ impl Writer {
     /// sends notifications (the reachable agent with the lowest node id).
     pub(super) fn refresh_peers(&mut self) {
         let config = self.config.clone();
-        let (Some(cluster), Some(me)) = (&config.cluster, config.self_node) else {
+        let (Some(cluster), Some(me_id)) = (&config.cluster, config.self_id()) else {
             return;
         };
         let now = Instant::now();
         let peers: Vec<PeerStatus> = config
-            .nodes
-            .iter()
-            .enumerate()
-            .filter(|(n, _)| *n != me)
-            .map(|(_, node)| {
-                let view = self.peers.get(&node.id);
+            .peers()
+            .into_iter()
+            .map(|agent| {
+                let view = self.peers.get(agent.id);
                 PeerStatus {
-                    agent: node.id.clone(),
-                    address: cluster.peer_addr(node),
+                    agent: agent.id.to_string(),
+                    address: agent.address,
                     reachable: effective::reachable(
                         view.and_then(|v| v.last_ok).map(|t| now.duration_since(t)),
                         cluster.period,
@@ -143,7 +141,14 @@ impl Writer {
             any_reachable,
         );
         if alone != self.status.alone && !peers.is_empty() {
-            if alone {
+            if alone
+                && !cluster.witnesses.is_empty()
+                && cluster.quorum == crate::config::Quorum::Majority
+            {
+                warn!(
+                    "no other agent answers: without a majority of the agents (nodes and witnesses) every pair keeps its state"
+                );
+            } else if alone {
                 warn!("no other agent answers: this agent decides alone on its own observations");
             } else {
                 let voting = peers.iter().filter(|p| p.reachable).count();
@@ -153,7 +158,6 @@ impl Writer {
                 );
             }
         }
-        let me_id = &config.nodes[me].id;
         let reachable = peers.iter().filter(|p| p.reachable);
         let notifying = effective::notifying(me_id, reachable.map(|p| p.agent.as_str()));
         if notifying != self.status.notifying {

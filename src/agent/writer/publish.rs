@@ -33,11 +33,11 @@ impl Writer {
         };
         self.dirty_all = false;
         let (now, wall) = (Instant::now(), SystemTime::now());
-        let me = config
-            .self_node
-            .map(|n| config.nodes[n].id.clone())
-            .unwrap_or_default();
-        let quorum = config.cluster.as_ref().map(|c| c.quorum);
+        let me = config.self_id().unwrap_or_default().to_string();
+        let rule = config
+            .cluster
+            .as_ref()
+            .map(|c| effective::Rule::of(c, config.nodes.len()));
         let mut changed = false;
         for p in pairs {
             let (n, c) = config.pair(p);
@@ -68,7 +68,8 @@ impl Writer {
                     effective::counted(effective::own_vote(&me, own, age), theirs, fresh)
                 }
             };
-            let state = effective::state(quorum, own.state, &votes);
+            let previous = self.status.effective[p].state;
+            let state = effective::state(rule, own.state, previous, &votes);
             let split = effective::split(&votes);
             if split != self.split[p] {
                 self.split[p] = split;
@@ -99,7 +100,10 @@ impl Writer {
             // Left out of the line when there is nothing to say (no error, no cluster).
             let tally_text = config.cluster.as_ref().map(|_| {
                 let up = effective.votes.iter().filter(|v| v.up).count();
-                format!("{up}/{} up", effective.votes.len())
+                match rule.and_then(|r| r.of_all) {
+                    Some(agents) => format!("{up}/{} up of {agents} agents", effective.votes.len()),
+                    None => format!("{up}/{} up", effective.votes.len()),
+                }
             });
             info!(
                 node = %node.id,
