@@ -312,6 +312,41 @@ mod tests {
         assert!(slept.is_err(), "still sleeping");
     }
 
+    /// The bounds on nudged probes, by table: a nudge brings the next probe to now, then extra
+    /// probes come a retry_interval apart, at most MAX_EXTRA in a row; nudges that stop for an
+    /// interval start a new episode; a probe already due sooner is left alone.
+    #[test]
+    fn nudges_bring_a_probe_forward_within_bounds() {
+        let ms = Duration::from_millis;
+        let timing = Timing {
+            interval: ms(2000),
+            retry_interval: ms(100),
+            timeout: ms(100),
+            fall: 2,
+            rise: 2,
+        };
+        let t0 = Instant::now();
+        let at = |m: u64| t0 + ms(m);
+        let mut extra = Extra {
+            left: MAX_EXTRA,
+            last: None,
+            last_nudge: None,
+        };
+        // (nudged at, next probe due, new due time)
+        let table: &[(u64, u64, Option<u64>)] = &[
+            (0, 1500, Some(0)),       // probe now, not in 1.5 s
+            (30, 1500, Some(100)),    // a second one: a retry_interval after the first
+            (60, 1500, None),         // MAX_EXTRA (2) spent: the normal cadence
+            (90, 50, None),           // never later than it was due anyway
+            (2100, 3000, Some(2100)), // quiet for an interval: a new episode
+            (2110, 2150, None),       // due before the earliest extra probe (2200)
+        ];
+        for &(now, due, want) in table {
+            let got = extra.nudged(at(now), Some(at(due)), &timing);
+            assert_eq!(got, want.map(at), "nudged at {now} ms, due at {due} ms");
+        }
+    }
+
     #[test]
     fn jitter_only_shortens_and_stays_within_ten_percent() {
         let base = Duration::from_secs(30);
