@@ -116,11 +116,22 @@ def poll():
     return answers
 
 web_proc = None
+def stop_web_at_exit():
+    if web_proc is not None and web_proc.poll() is None:
+        web_proc.kill(); web_proc.wait()
+import atexit; atexit.register(stop_web_at_exit)
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 def start_web():
     global web_proc
     web_proc = subprocess.Popen([backend, "-t", "3600", f"http:{ips[0]}:{web}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 def kill_web():
     web_proc.kill(); web_proc.wait()
+    deadline = time.time() + 5
+    while time.time() < deadline:   # nothing else (a leftover) may answer in its place
+        try: socket.create_connection((ips[0], web), timeout=0.2).close()
+        except OSError: return
+        time.sleep(0.05)
+    sys.exit(f"something still answers on {ips[0]}:{web} after the kill")
 
 def metric(ip, name):
     try:

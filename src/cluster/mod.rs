@@ -57,7 +57,8 @@ pub struct PairVote {
     pub error: Option<String>,
     /// The last probe disagrees with the confirmed state: failing while still up (a suspicion)
     /// or passing while still down (a recovery). The agents hearing it probe the pair now.
-    #[serde(default)]
+    /// Left out when false: steady-state answers are no bigger than before it existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub changing: bool,
 }
 
