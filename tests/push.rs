@@ -48,7 +48,7 @@ fn start(backends: &[Backend]) -> Cluster {
     let ips: Vec<&str> = backends.iter().map(|b| b.ip.as_str()).collect();
     let ports = (free_port(&ips), free_port(&ips), free_port(&ips));
     let mut agents = Vec::new();
-    for i in 0..3 {
+    for (i, ip) in ips.iter().enumerate() {
         // A third of an interval apart, so that the agents' probes are not in step.
         if i > 0 {
             std::thread::sleep(Duration::from_millis(667));
@@ -57,7 +57,7 @@ fn start(backends: &[Backend]) -> Cluster {
         launcher.env("FAILOVERD_CLUSTER_SECRET", SECRET);
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
-        let dns: SocketAddr = format!("{}:{}", ips[i], ports.0).parse().unwrap();
+        let dns: SocketAddr = format!("{ip}:{}", ports.0).parse().unwrap();
         agents.push(AgentProcess::start_with(
             launcher,
             dir,

@@ -107,12 +107,11 @@ pub fn router(context: Arc<PeerContext>) -> Router {
 
 /// Checks a request's authentication headers up to the signature: the caller is another node,
 /// the time is within `MAX_SKEW`, the nonce is well formed. Ok is the caller's id, time, nonce
-/// and signature; Err is the refusal to send.
+/// and signature; Err is the caller as it named itself and why it is refused.
 fn check_headers<'h>(
     status: &crate::status::Status,
-    from: SocketAddr,
     headers: &'h HeaderMap,
-) -> Result<(&'h str, u64, &'h str, &'h str), Response> {
+) -> Result<(&'h str, u64, &'h str, &'h str), (&'h str, &'static str)> {
     let header = |name: &str| {
         headers
             .get(name)
@@ -130,23 +129,22 @@ fn check_headers<'h>(
         .self_node
         .map(|n| status.config.nodes[n].id.as_str());
     if agent.is_empty() || time.is_empty() || nonce.is_empty() || signature.is_empty() {
-        return Err(refuse(from, agent, "missing authentication headers"));
+        return Err((agent, "missing authentication headers"));
     }
     if Some(agent) == me || !status.config.nodes.iter().any(|n| n.id == agent) {
-        return Err(refuse(from, agent, "not another node of this cluster"));
+        return Err((agent, "not another node of this cluster"));
     }
     let Ok(time) = time.parse::<u64>() else {
-        return Err(refuse(from, agent, "bad time"));
+        return Err((agent, "bad time"));
     };
     if auth::unix_now().abs_diff(time) > MAX_SKEW.as_secs() {
-        return Err(refuse(
-            from,
+        return Err((
             agent,
             "time outside the 30 s window (are the clocks in sync?)",
         ));
     }
     if !(16..=64).contains(&nonce.len()) || !nonce.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(refuse(from, agent, "bad nonce"));
+        return Err((agent, "bad nonce"));
     }
     Ok((agent, time, nonce, signature))
 }
@@ -163,9 +161,9 @@ async fn observations(
 ) -> Response {
     let snapshot = context.snapshot.load();
     let status = &snapshot.status;
-    let (agent, time, nonce, signature) = match check_headers(status, from, &headers) {
+    let (agent, time, nonce, signature) = match check_headers(status, &headers) {
         Ok(h) => h,
-        Err(refused) => return refused,
+        Err((agent, why)) => return refuse(from, agent, why),
     };
     if !context
         .secret
@@ -205,9 +203,9 @@ async fn pushed(
 ) -> Response {
     let snapshot = context.snapshot.load_full();
     let status = &snapshot.status;
-    let (agent, time, nonce, signature) = match check_headers(status, from, &headers) {
+    let (agent, time, nonce, signature) = match check_headers(status, &headers) {
         Ok(h) => h,
-        Err(refused) => return refused,
+        Err((agent, why)) => return refuse(from, agent, why),
     };
     let limit = super::pull::max_body(&status.config);
     let Ok(body) = axum::body::to_bytes(body, limit).await else {
