@@ -94,6 +94,9 @@ pub struct PairHealth {
     /// Every pass and failure since the agent started (for `/metrics`).
     pub passes_total: u64,
     pub failures_total: u64,
+    /// Probes run early because another agent suspected the pair or saw it recover (counted by
+    /// the writer from `check::schedule::PairResult::extra`; for `/metrics`).
+    pub extra_probes_total: u64,
 }
 
 impl Default for PairHealth {
@@ -113,6 +116,7 @@ impl PairHealth {
             last_checked: None,
             passes_total: 0,
             failures_total: 0,
+            extra_probes_total: 0,
         }
     }
 

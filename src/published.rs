@@ -31,6 +31,10 @@ pub struct Published {
     pub commands: mpsc::Sender<Command>,
     /// Wakes the peer puller early: this agent's own view of a pair just changed.
     pub pull_now: Arc<tokio::sync::Notify>,
+    /// Wakes the pusher: the stored snapshot holds a change of this agent's own view.
+    pub push_now: Arc<tokio::sync::Notify>,
+    /// Pushes sent and not taken, counted by the pusher (`cluster::push`), read by `/metrics`.
+    pub pushes: Arc<crate::cluster::push::PushCounters>,
     /// RFC 2136 updates and read-backs, counted by the publisher (src/publish/).
     pub publishing: Arc<crate::publish::PublishCounters>,
     /// Zone transfers and NOTIFYs, counted by `dns::xfr` and `dns::notify_secondaries`.

@@ -267,6 +267,7 @@ fn rogue_body(overrides: Vec<failoverd::overrides::Override>) -> Vec<u8> {
             age_ms: 0,
             latency_ms: 1.0,
             error: None,
+            changing: false,
         })
         .collect();
     serde_json::to_vec(&failoverd::cluster::PeerAnswer {

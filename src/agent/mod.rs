@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::check::schedule::{PairResult, run_pair};
+use crate::check::schedule::{Nudges, PairResult, run_pair};
 use crate::check::{HttpClients, Probe};
 use crate::cluster::auth::Secret;
 use crate::cluster::pull;
@@ -238,6 +238,8 @@ impl Agent {
         let published = Published {
             commands: command_tx,
             pull_now: Arc::default(),
+            push_now: Arc::default(),
+            pushes: Arc::default(),
             snapshot: Arc::new(ArcSwap::from_pointee(Snapshot::new(
                 Arc::new(Answers::new(Zone::not_ready(
                     &config,
@@ -357,7 +359,16 @@ impl Agent {
         // Each configuration's probes stop with their own token (a reload) or with shutdown.
         let mut generation = shutdown.child_token();
         let fresh = vec![PairHealth::new(); config.pair_count()];
-        spawn_probes(&mut tasks, &config, probes, fresh, &tx, &generation);
+        let nudges = Nudges::new(config.pair_count());
+        spawn_probes(
+            &mut tasks,
+            &config,
+            probes,
+            fresh,
+            &tx,
+            &nudges,
+            &generation,
+        );
         drop(tx);
         let (stop, limit) = (shutdown.clone(), limits.dashboard.clone());
         tasks.spawn("dashboard", async move {
@@ -398,7 +409,11 @@ impl Agent {
         // Agreement: serve our observations, pull the others'.
         let (report_tx, peer_reports) = mpsc::channel(64);
         if let Some((server, secret)) = cluster {
-            let context = PeerContext::new(published.snapshot.clone(), secret.clone());
+            let context = PeerContext::new(
+                published.snapshot.clone(),
+                secret.clone(),
+                report_tx.clone(),
+            );
             let (stop, limit) = (shutdown.clone(), limits.peer_api.clone());
             tasks.spawn("peer API", async move {
                 server
@@ -409,6 +424,7 @@ impl Agent {
                     })?;
                 until_shutdown(&stop)
             });
+            let secret_for_push = secret.clone();
             let pulls = pull::run(
                 published.snapshot.clone(),
                 secret,
@@ -418,6 +434,17 @@ impl Agent {
             );
             tasks.spawn("peer pull", async move {
                 pulls.await;
+                Ok(())
+            });
+            let pushes = crate::cluster::push::run(
+                published.snapshot.clone(),
+                secret_for_push,
+                published.push_now.clone(),
+                published.pushes.clone(),
+                shutdown.clone(),
+            );
+            tasks.spawn("peer push", async move {
+                pushes.await;
                 Ok(())
             });
         } else {
@@ -457,7 +484,8 @@ impl Agent {
         // The reload below seeds the new probes with the published pair states.
         let snapshot = published.snapshot.clone();
         let (reconfigure, reconfigurations) = mpsc::channel(4);
-        let writer = Writer::new(config.clone(), published, state, serial, overrides);
+        let writer =
+            Writer::new(config.clone(), published, state, serial, overrides).nudging(nudges);
         let mut writer_task = tokio::spawn(writer.run(
             rx,
             reconfigurations,
@@ -519,12 +547,13 @@ impl Agent {
                                     .collect()
                             };
                             let (tx, rx) = mpsc::channel(channel_size(&new));
-                            if reconfigure.send(Reconfigure { config: new.clone(), results: rx }).await.is_err() {
+                            let nudges = Nudges::new(new.pair_count());
+                            if reconfigure.send(Reconfigure { config: new.clone(), results: rx, nudges: nudges.clone() }).await.is_err() {
                                 break Ok(());
                             }
                             generation.cancel();
                             generation = shutdown.child_token();
-                            spawn_probes(&mut tasks, &new, probes, known, &tx, &generation);
+                            spawn_probes(&mut tasks, &new, probes, known, &tx, &nudges, &generation);
                             limits.resize(&new);
                             secondaries.store(fed);
                             current = new;
@@ -614,6 +643,7 @@ fn spawn_probes(
     probes: Vec<Probe>,
     known: Vec<PairHealth>,
     results: &mpsc::Sender<PairResult>,
+    nudges: &Arc<Nudges>,
     generation: &CancellationToken,
 ) {
     for ((pair, probe), known) in probes.into_iter().enumerate().zip(known) {
@@ -625,6 +655,7 @@ fn spawn_probes(
             config.checks[c].timing,
             known,
             results.clone(),
+            nudges.clone(),
             generation.clone(),
         );
         tasks.spawn(name, async move {

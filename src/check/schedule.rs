@@ -11,11 +11,19 @@
 //! a pair never overlap, and a failing check's detection time is
 //! `interval + (fall − 1) × max(retry_interval, timeout) + timeout` at most. Jitter only ever
 //! shortens a wait (by up to 10 %), so it spreads agents apart without breaking that bound.
+//!
+//! Another agent's suspicion (its probe of the pair fails while the pair is up) or recovery
+//! reaches the probe as a nudge ([`Nudges`], from the writer): the probe then probes now instead
+//! of at its next interval, so every agent reaches `fall` at about the same moment. Bounded: an
+//! extra probe comes at most once per `retry_interval`, and at most [`MAX_EXTRA`] of them follow
+//! each other without a change of the probe's own view (a state change, a failure streak
+//! starting or ending); after that the probe keeps its own cadence until its view changes or
+//! the nudges stop for an `interval`. A pair whose votes stay split causes no probe storm.
 
 use std::time::{Duration, SystemTime};
 
 use rand::Rng;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -28,6 +36,73 @@ use crate::health::{Cadence, PairHealth, ProbeResult};
 pub struct PairResult {
     pub pair: usize,
     pub result: ProbeResult,
+    /// The probe ran early because another agent's view of the pair changed (a nudge).
+    pub extra: bool,
+}
+
+/// Extra probes in a row, without a change of the probe's own view, that nudges can cause.
+pub const MAX_EXTRA: u32 = 2;
+
+/// One nudge per pair of a configuration: the writer asks a pair's probe to probe now, because
+/// another agent reported it suspected or recovering. A nudge waits for the probe if it is busy
+/// (one is kept, more add nothing); the probe decides whether it is allowed (see the module).
+#[derive(Debug, Default)]
+pub struct Nudges(Vec<Notify>);
+
+impl Nudges {
+    pub fn new(pairs: usize) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self((0..pairs).map(|_| Notify::new()).collect()))
+    }
+
+    pub fn nudge(&self, pair: usize) {
+        if let Some(n) = self.0.get(pair) {
+            n.notify_one();
+        }
+    }
+
+    async fn wait(&self, pair: usize) {
+        match self.0.get(pair) {
+            Some(n) => n.notified().await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// What a probe knows of the extra probes that nudges ask for.
+#[derive(Debug)]
+struct Extra {
+    /// Extra probes still allowed before the probe's own view changes.
+    left: u32,
+    /// When the last extra probe was due: the next one comes a `retry_interval` after it.
+    last: Option<Instant>,
+    /// When the last nudge came: nudges that stop for an `interval` end an episode.
+    last_nudge: Option<Instant>,
+}
+
+impl Extra {
+    /// A nudge at `now` with the next probe `due`: the new due time, if it comes sooner.
+    fn nudged(&mut self, now: Instant, due: Option<Instant>, timing: &Timing) -> Option<Instant> {
+        if self
+            .last_nudge
+            .is_none_or(|t| now.saturating_duration_since(t) >= timing.interval)
+        {
+            self.left = MAX_EXTRA;
+        }
+        self.last_nudge = Some(now);
+        if self.left == 0 {
+            return None;
+        }
+        let earliest = self
+            .last
+            .and_then(|t| t.checked_add(timing.retry_interval))
+            .map_or(now, |t| t.max(now));
+        if due.is_some_and(|d| d <= earliest) {
+            return None;
+        }
+        self.left -= 1;
+        self.last = Some(earliest);
+        Some(earliest)
+    }
 }
 
 /// Probes until `shutdown`; results go to `results`. `known` is the pair's state to start from:
@@ -38,30 +113,55 @@ pub async fn run_pair(
     timing: Timing,
     mut known: PairHealth,
     results: mpsc::Sender<PairResult>,
+    nudges: std::sync::Arc<Nudges>,
     shutdown: CancellationToken,
 ) {
+    let mut extra = Extra {
+        left: MAX_EXTRA,
+        last: None,
+        last_nudge: None,
+    };
+    let mut early = false;
     loop {
         let started = Instant::now();
         let result = tokio::select! {
             result = probe.run(timing.timeout) => result,
             () = shutdown.cancelled() => return,
         };
+        let before = (known.state, known.cadence());
         known.observe(result.clone(), timing.rise, timing.fall, SystemTime::now());
-        let base = match known.cadence() {
+        let cadence = known.cadence();
+        if before != (known.state, cadence) {
+            extra.left = MAX_EXTRA; // its own view changed: nudges may ask again
+        }
+        let base = match cadence {
             Cadence::Steady => timing.interval,
             Cadence::Retry => timing.retry_interval,
         };
         // Waits only for room in the channel (sized for every pair), never for the writer.
-        if results.send(PairResult { pair, result }).await.is_err() {
+        let sent = PairResult {
+            pair,
+            result,
+            extra: std::mem::take(&mut early),
+        };
+        if results.send(sent).await.is_err() {
             return;
         }
         // The next probe is due `base` after this one started, or at once if this one took
         // longer (a retry_interval shorter than the timeout): probes of a pair never overlap.
         // Validation bounds every interval; a sum out of range still never panics here.
-        let due = started.checked_add(jittered(base));
-        tokio::select! {
-            () = sleep_until_or_never(due) => {}
-            () = shutdown.cancelled() => return,
+        let mut due = started.checked_add(jittered(base));
+        loop {
+            tokio::select! {
+                () = sleep_until_or_never(due) => break,
+                () = nudges.wait(pair) => {
+                    if let Some(sooner) = extra.nudged(Instant::now(), due, &timing) {
+                        due = Some(sooner);
+                        early = true;
+                    }
+                }
+                () = shutdown.cancelled() => return,
+            }
         }
     }
 }
@@ -123,6 +223,7 @@ mod tests {
             timing,
             PairHealth::new(),
             results,
+            Nudges::new(1),
             shutdown.clone(),
         ));
         (task, observed, shutdown)
@@ -209,6 +310,41 @@ mod tests {
             tokio::time::timeout(Duration::from_millis(20), sleep_until_or_never(far)).await
         });
         assert!(slept.is_err(), "still sleeping");
+    }
+
+    /// The bounds on nudged probes, by table: a nudge brings the next probe to now, then extra
+    /// probes come a retry_interval apart, at most MAX_EXTRA in a row; nudges that stop for an
+    /// interval start a new episode; a probe already due sooner is left alone.
+    #[test]
+    fn nudges_bring_a_probe_forward_within_bounds() {
+        let ms = Duration::from_millis;
+        let timing = Timing {
+            interval: ms(2000),
+            retry_interval: ms(100),
+            timeout: ms(100),
+            fall: 2,
+            rise: 2,
+        };
+        let t0 = Instant::now();
+        let at = |m: u64| t0 + ms(m);
+        let mut extra = Extra {
+            left: MAX_EXTRA,
+            last: None,
+            last_nudge: None,
+        };
+        // (nudged at, next probe due, new due time)
+        let table: &[(u64, u64, Option<u64>)] = &[
+            (0, 1500, Some(0)),       // probe now, not in 1.5 s
+            (30, 1500, Some(100)),    // a second one: a retry_interval after the first
+            (60, 1500, None),         // MAX_EXTRA (2) spent: the normal cadence
+            (90, 50, None),           // never later than it was due anyway
+            (2100, 3000, Some(2100)), // quiet for an interval: a new episode
+            (2110, 2150, None),       // due before the earliest extra probe (2200)
+        ];
+        for &(now, due, want) in table {
+            let got = extra.nudged(at(now), Some(at(due)), &timing);
+            assert_eq!(got, want.map(at), "nudged at {now} ms, due at {due} ms");
+        }
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! Authentication of the peer API with the shared secret: HMAC-SHA256 over a timestamp, a
 //! nonce and what is sent.
 //!
-//! Agents pull from each other. The puller signs its request (who it is, the time, a fresh
+//! Agents pull from each other, and push their own observations when they change. The puller signs its request (who it is, the time, a fresh
 //! nonce); the server checks the signature, that the time is within `MAX_SKEW` and that the
 //! nonce is new, and signs its response over that nonce and the body. A recorded response
 //! cannot be replayed (the nonce differs every time) and nobody without the secret can make
-//! an agent count a vote. HMAC over mutual TLS: one shared secret from an environment variable
+//! an agent count a vote. A push is signed the same way, over its body too (`sign_push`), and
+//! spends a nonce of the same per-agent cache. HMAC over mutual TLS: one shared secret from an environment variable
 //! is what operators of a 2–5 node cluster can manage; certificates per node are not.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -106,6 +107,48 @@ impl Secret {
         )
     }
 
+    /// Signature of a push from `agent` at `time` with `nonce`: the request's parts and the
+    /// body it carries (a push has no signed response; its body is what must not be forged).
+    pub fn sign_push(
+        &self,
+        agent: &str,
+        time: u64,
+        nonce: &str,
+        path: &str,
+        body: &[u8],
+    ) -> String {
+        self.sign(&[
+            b"failoverd-v1 push",
+            agent.as_bytes(),
+            time.to_string().as_bytes(),
+            nonce.as_bytes(),
+            path.as_bytes(),
+            body,
+        ])
+    }
+
+    pub fn verify_push(
+        &self,
+        agent: &str,
+        time: u64,
+        nonce: &str,
+        path: &str,
+        body: &[u8],
+        signature: &str,
+    ) -> bool {
+        self.verify(
+            &[
+                b"failoverd-v1 push",
+                agent.as_bytes(),
+                time.to_string().as_bytes(),
+                nonce.as_bytes(),
+                path.as_bytes(),
+                body,
+            ],
+            signature,
+        )
+    }
+
     /// Signature of the response `body` to the request that carried `nonce`.
     pub fn sign_response(&self, nonce: &str, body: &[u8]) -> String {
         self.sign(&[b"failoverd-v1 response", nonce.as_bytes(), body])
@@ -123,7 +166,8 @@ impl Secret {
 /// `MAX_SKEW` of ours, and that time may be `MAX_SKEW` ahead of its arrival.
 pub const NONCE_MEMORY: Duration = Duration::from_secs(2 * MAX_SKEW.as_secs());
 /// Nonces remembered per calling agent, at most. An honest puller asks at most four times per
-/// `cluster.period` (100 ms or more): under 2,400 in `NONCE_MEMORY`.
+/// `cluster.period` (100 ms or more): under 2,400 in `NONCE_MEMORY`; an honest pusher at most once
+/// per `push::MIN_GAP` (20 ms): under 3,000 more.
 pub const NONCES_PER_AGENT: usize = 10_000;
 
 /// The nonces used within `NONCE_MEMORY`, per calling agent. Old ones leave by age, oldest first;

@@ -6,10 +6,17 @@
 //! ```text
 //! own probes ─► local state ─┐
 //! peer API pulls ─► votes ───┴─► tally (quorum) ─► effective state ─► decide ─► zone
+//! pushes (a peer's view changed) ┘
 //! ```
+//!
+//! An agent whose own view of a pair changes (a state flips, a suspicion or a recovery starts)
+//! pushes its answer to every peer at once (`push`); pulls every `period` stay as the safety
+//! net. A peer's vote that reports a pair suspected or recovering makes the local probe of that
+//! pair probe now (`check::schedule::Nudges`), so all agents reach `fall` together.
 
 pub mod auth;
 pub mod pull;
+pub mod push;
 pub mod server;
 
 use std::time::Duration;
@@ -50,6 +57,11 @@ pub struct PairVote {
     pub age_ms: u64,
     pub latency_ms: f64,
     pub error: Option<String>,
+    /// The last probe disagrees with the confirmed state: failing while still up (a suspicion)
+    /// or passing while still down (a recovery). The agents hearing it probe the pair now.
+    /// Left out when false: steady-state answers are no bigger than before it existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub changing: bool,
 }
 
 /// The result of pulling one peer, for the writer.

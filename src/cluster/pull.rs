@@ -34,16 +34,9 @@ pub fn max_body(config: &crate::config::Config) -> usize {
     (64 * 1024 + config.pair_count() * BYTES_PER_VOTE + targets * BYTES_PER_OVERRIDE).min(MAX_BODY)
 }
 
-/// Runs until `shutdown`. The configuration (peers, period) is read from the status each
-/// round, so reloads apply.
-pub async fn run(
-    published: snapshot::Shared,
-    secret: Secret,
-    reports: mpsc::Sender<PeerReport>,
-    pull_now: Arc<tokio::sync::Notify>,
-    shutdown: CancellationToken,
-) {
-    let client = match reqwest::Client::builder()
+/// The HTTP client of the peer API (pulls and pushes); None (logged) if it cannot be built.
+pub fn client() -> Option<reqwest::Client> {
+    match reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("failoverd/", env!("CARGO_PKG_VERSION"), " (peer)"))
@@ -58,11 +51,25 @@ pub async fn run(
         )
         .build()
     {
-        Ok(c) => c,
+        Ok(c) => Some(c),
         Err(e) => {
             tracing::error!(error = %e, "cannot build the peer API client; this agent decides alone");
-            return;
+            None
         }
+    }
+}
+
+/// Runs until `shutdown`. The configuration (peers, period) is read from the status each
+/// round, so reloads apply.
+pub async fn run(
+    published: snapshot::Shared,
+    secret: Secret,
+    reports: mpsc::Sender<PeerReport>,
+    pull_now: Arc<tokio::sync::Notify>,
+    shutdown: CancellationToken,
+) {
+    let Some(client) = client() else {
+        return;
     };
     loop {
         let snapshot = published.load_full();
@@ -179,8 +186,13 @@ async fn fetch(
     if !secret.verify_response(&nonce, &body, &their_signature) {
         return Err("the answer's signature does not verify (not the same cluster secret?)".into());
     }
+    read_answer(&body, peer, zone)
+}
+
+/// Reads a peer's answer (pulled or pushed): JSON, from `peer`, for `zone`, texts made printable.
+pub fn read_answer(body: &[u8], peer: &str, zone: &str) -> Result<PeerAnswer, String> {
     let mut observations: PeerAnswer =
-        serde_json::from_slice(&body).map_err(|e| format!("unreadable answer: {e}"))?;
+        serde_json::from_slice(body).map_err(|e| format!("unreadable answer: {e}"))?;
     for o in &mut observations.observations {
         if let Some(error) = &mut o.error {
             *error = printable(error, MAX_PEER_TEXT);

@@ -303,6 +303,13 @@ impl Collector for Source {
         )?;
         family(
             &mut encoder,
+            "check_extra_probes",
+            "Probes of the check on the node run early because another agent suspected the pair or saw it recover (bounded: see check/schedule.rs).",
+            MetricType::Counter,
+            pairs().map(|(p, h)| (pair_labels(p), ConstCounter::new(h.extra_probes_total))),
+        )?;
+        family(
+            &mut encoder,
             "check_transitions",
             "Confirmed state changes of the check on the node, by new state.",
             MetricType::Counter,
@@ -391,6 +398,22 @@ impl Collector for Source {
                 .snapshot()
                 .into_iter()
                 .map(|(rcode, n)| (vec![("rcode", rcode)], ConstCounter::new(n))),
+        )?;
+
+        let pushes = &self.published.pushes;
+        single(
+            &mut encoder,
+            "peer_pushes_sent",
+            "Pushes of this agent's changed view taken by a peer (one per peer per change).",
+            MetricType::Counter,
+            ConstCounter::new(pushes.sent.load(Ordering::Relaxed)),
+        )?;
+        single(
+            &mut encoder,
+            "peer_pushes_failed",
+            "Pushes a peer did not take (its next pull brings the change instead).",
+            MetricType::Counter,
+            ConstCounter::new(pushes.failed.load(Ordering::Relaxed)),
         )?;
 
         let notify = &self.published.notifications;

@@ -121,6 +121,8 @@ fn published(ready: bool) -> Published {
         secondaries: Arc::default(),
         commands: tokio::sync::mpsc::channel(1).0,
         pull_now: Arc::default(),
+        push_now: Arc::default(),
+        pushes: Arc::default(),
         history: Arc::default(),
     }
 }

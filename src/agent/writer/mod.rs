@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{Published, STATUS_PUBLISH_PERIOD};
-use crate::check::schedule::PairResult;
+use crate::check::schedule::{Nudges, PairResult};
 use crate::cluster::PeerReport;
 use crate::command::Command;
 use crate::config::Config;
@@ -47,6 +47,8 @@ pub(super) use reconfigure::carried_pairs;
 pub(super) struct Reconfigure {
     pub config: Arc<Config>,
     pub results: mpsc::Receiver<PairResult>,
+    /// The nudges of the probes started for it.
+    pub nudges: Arc<Nudges>,
 }
 
 /// The one writer: folds probe results into pair health, decides, publishes the snapshot.
@@ -97,6 +99,34 @@ pub(super) struct Writer {
     /// When a pair last became split or agreed again: the quick pulls last a few periods
     /// after that, not for as long as an asymmetric fault does.
     split_changed: Instant,
+    /// Wakes the pusher once the snapshot holding a change of this agent's own view is stored.
+    push_now: Arc<tokio::sync::Notify>,
+    /// This agent's own view of a pair changed (a state, or a suspicion or recovery starting or
+    /// ending) since the last push.
+    push_wanted: bool,
+    /// Asks a pair's probe to probe now (another agent suspects the pair, or sees it recover).
+    nudges: Arc<Nudges>,
+    /// (node id, check id) → pair index, for the peers' votes.
+    pair_index: HashMap<(String, String), usize>,
+}
+
+/// (node id, check id) → pair index of `config`.
+fn pair_index(config: &Config) -> HashMap<(String, String), usize> {
+    (0..config.pair_count())
+        .map(|p| {
+            let (n, c) = config.pair(p);
+            ((config.nodes[n].id.clone(), config.checks[c].id.clone()), p)
+        })
+        .collect()
+}
+
+/// The last result disagrees with the confirmed state (failing while up, passing while down).
+fn changing(health: &crate::health::PairHealth) -> bool {
+    health.state != State::Unknown
+        && health
+            .last_result
+            .as_ref()
+            .is_some_and(|r| r.passed != health.is_up())
 }
 
 impl Writer {
@@ -111,6 +141,7 @@ impl Writer {
             snapshot,
             events,
             pull_now,
+            push_now,
             ..
         } = parts;
         Self {
@@ -137,8 +168,18 @@ impl Writer {
             split: vec![false; config.pair_count()],
             split_count: 0,
             split_changed: Instant::now(),
+            push_now,
+            push_wanted: false,
+            nudges: Nudges::new(0),
+            pair_index: pair_index(&config),
             config,
         }
+    }
+
+    /// The nudges of the probes running for this configuration.
+    pub(super) fn nudging(mut self, nudges: Arc<Nudges>) -> Self {
+        self.nudges = nudges;
+        self
     }
 
     pub(super) async fn run(
@@ -216,10 +257,12 @@ impl Writer {
                     self.follow_peer_serials(true);
                 }
                 Some(command) = commands.recv() => self.command(command),
-                Some(Reconfigure { config, results: fresh }) = reloads.recv() => {
+                Some(Reconfigure { config, results: fresh, nudges }) = reloads.recv() => {
                     // Results still queued from the old probes are dropped with their channel.
                     results = fresh;
                     results_open = true;
+                    self.nudges = nudges;
+                    self.pair_index = pair_index(&config);
                     self.reconfigure(config);
                     continue;
                 }
@@ -241,8 +284,13 @@ impl Writer {
                 self.decide_and_publish();
             }
             self.follow_peer_serials(false);
-            if changed || !self.unsent.is_empty() || Instant::now() >= flush_at {
+            let push = std::mem::take(&mut self.push_wanted);
+            if push || changed || !self.unsent.is_empty() || Instant::now() >= flush_at {
                 self.publish_status();
+            }
+            // After the store: the pusher sends what the snapshot now holds.
+            if push {
+                self.push_now.notify_one();
             }
         }
     }
@@ -271,7 +319,11 @@ impl Writer {
 
     /// Applies one result; true if a pair's confirmed state changed.
     pub(super) fn observe(&mut self, observation: PairResult) -> bool {
-        let PairResult { pair, result } = observation;
+        let PairResult {
+            pair,
+            result,
+            extra,
+        } = observation;
         self.status_dirty = true;
         let (n, c) = self.config.pair(pair);
         let config = self.config.clone();
@@ -281,7 +333,13 @@ impl Writer {
         }
         let timing = check.timing;
         let health = &mut self.status.pairs[pair];
+        let was_changing = changing(health);
         let transition = health.observe(result, timing.rise, timing.fall, SystemTime::now());
+        health.extra_probes_total += u64::from(extra);
+        // A suspicion or a recovery starting or ending, or a transition: the others hear now.
+        if config.cluster.is_some() && (transition.is_some() || was_changing != changing(health)) {
+            self.push_wanted = true;
+        }
         // The vote changes with every fresh result in a cluster (ages), with transitions alone.
         if config.cluster.is_some() || transition.is_some() {
             self.dirty.push(pair);

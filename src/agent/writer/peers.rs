@@ -33,9 +33,11 @@ pub(super) struct PeerRecord {
     pub(super) votes: HashMap<(String, String), PeerVote>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct PeerVote {
     pub(super) up: bool,
+    /// Its last probe disagrees with its vote (a suspicion, a recovery).
+    pub(super) changing: bool,
     pub(super) observed_at: Instant,
     pub(super) error: Option<String>,
 }
@@ -78,22 +80,40 @@ impl Writer {
                 view.last_seen = Some(SystemTime::now());
                 view.error = None;
                 view.claim = observations.serial;
-                view.votes = observations
-                    .observations
-                    .into_iter()
-                    .map(|o| {
-                        let age = Duration::from_millis(o.age_ms);
-                        let observed_at = received_at.checked_sub(age).unwrap_or(received_at);
-                        (
-                            (o.node, o.check),
+                // A push and a pull may cross: per pair, the vote behind the newer result wins.
+                let before = std::mem::take(&mut view.votes);
+                let mut nudge = Vec::new();
+                for o in observations.observations {
+                    let age = Duration::from_millis(o.age_ms);
+                    let observed_at = received_at.checked_sub(age).unwrap_or(received_at);
+                    let key = (o.node, o.check);
+                    let vote = match before.get(&key) {
+                        Some(old) if old.observed_at > observed_at => old.clone(),
+                        old => {
+                            // News of a pair: a suspicion or recovery, or a vote against ours,
+                            // makes our probe of it look now (edge-triggered: once per change).
+                            let news = old.is_none_or(|v| (v.up, v.changing) != (o.up, o.changing));
+                            if news && let Some(&pair) = self.pair_index.get(&key) {
+                                let local = self.status.pairs[pair].state;
+                                let against = local != crate::health::State::Unknown
+                                    && (local == crate::health::State::Up) != o.up;
+                                if o.changing || against {
+                                    nudge.push(pair);
+                                }
+                            }
                             PeerVote {
                                 up: o.up,
+                                changing: o.changing,
                                 observed_at,
                                 error: o.error,
-                            },
-                        )
-                    })
-                    .collect();
+                            }
+                        }
+                    };
+                    view.votes.insert(key, vote);
+                }
+                for pair in nudge {
+                    self.nudges.nudge(pair);
+                }
             }
             Err(error) => {
                 let view = self.peers.entry(peer.clone()).or_default();

@@ -56,6 +56,8 @@ async fn an_event_received_is_in_the_snapshot_loaded_next() {
         secondaries: Arc::default(),
         commands,
         pull_now: Arc::default(),
+        push_now: Arc::default(),
+        pushes: Arc::default(),
         history: Arc::default(),
     };
     let snapshot = published.snapshot.clone();
@@ -80,7 +82,13 @@ async fn an_event_received_is_in_the_snapshot_loaded_next() {
         } else {
             ProbeResult::fail(Duration::from_millis(1), "connection refused")
         };
-        results.try_send(PairResult { pair, result }).unwrap();
+        results
+            .try_send(PairResult {
+                pair,
+                result,
+                extra: false,
+            })
+            .unwrap();
     };
     let app = LowerName::from(hickory_proto::rr::Name::from_ascii("app.ha.example.com.").unwrap());
     let ips = |s: &Snapshot| -> Vec<String> {
