@@ -291,50 +291,15 @@ fn an_agent_that_alone_cannot_reach_a_node_does_not_move_the_answer() {
             net.can_connect(i, ip, 8080)
         });
     }
-    let yaml = |me: usize| {
-        let mut y = format!(
-            "zone: {ZONE}\nself: node{me}\ndns: {{ listen: [\"{ip}:5353\"], ttl: 5s }}\n\
-             dashboard: {{ listen: \"127.0.0.1:0\" }}\n\
-             cluster: {{ listen: \"{ip}:8053\", period: 200ms }}\n\
-             defaults: {{ interval: 300ms, retry_interval: 100ms, timeout: 80ms }}\nnodes:\n",
-            ip = ips[me - 1]
-        );
-        for (i, ip) in ips.iter().enumerate() {
-            y.push_str(&format!(
-                "  - {{ id: node{}, address: {ip}, priority: {} }}\n",
-                i + 1,
-                30 - 10 * i
-            ));
-        }
-        y.push_str("checks:\n  - { id: web, type: http, url: \"http://{address}:8080/\" }\nhostnames:\n  - { name: app, checks: [web] }\n");
-        y
-    };
-    let mut agents: Vec<AgentProcess> = net
-        .hosts()
-        .map(|i| {
-            let mut launcher = net.command(i, binary());
-            launcher.env("FAILOVERD_CLUSTER_SECRET", SECRET);
-            let dir = tempfile::tempdir().unwrap();
-            let state = dir.path().join("state");
-            let dns: SocketAddr = format!("{}:5353", ips[i - 1]).parse().unwrap();
-            AgentProcess::start_with(launcher, dir, state, &yaml(i), dns)
-        })
-        .collect();
-    for (k, agent) in agents.iter_mut().enumerate() {
-        net.wait_agent_ready(k + 1, agent, &format!("app.{ZONE}"));
-    }
-    // Every agent is asked from its own host: the namespaces have no route to each other's
-    // DNS from outside, and none is needed.
-    let answers = |agents: &[AgentProcess]| -> Vec<Vec<String>> {
-        agents
-            .iter()
-            .enumerate()
-            .map(|(k, a)| {
-                net.dig(k + 1, a.dns, &format!("app.{ZONE}"), "A", &[])
-                    .answers
-            })
-            .collect()
-    };
+    let agents = net.start_cluster(
+        &ips,
+        ZONE,
+        SECRET,
+        "127.0.0.1:0",
+        "period: 200ms",
+        "interval: 300ms, retry_interval: 100ms, timeout: 80ms",
+    );
+    let answers = |agents: &[AgentProcess]| net.answers(agents, ZONE);
     let node1 = vec![ips[0].clone()];
     let node2 = vec![ips[1].clone()];
     wait_until(Duration::from_secs(10), "all three to answer node1", || {

@@ -178,6 +178,13 @@ impl Cluster {
     }
 }
 
+/// The tests of this file measure how closely three agents move together: they run one at a
+/// time, so that one test's agents do not take the CPU another test's timing depends on.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn spread(times: &[Duration]) -> Duration {
     *times.iter().max().unwrap() - *times.iter().min().unwrap()
 }
@@ -189,6 +196,7 @@ fn spread(times: &[Duration]) -> Duration {
 /// way back.
 #[test]
 fn a_failure_seen_first_by_one_agent_moves_all_three_together() {
+    let _serial = one_at_a_time();
     let ips = ["127.0.180.1", "127.0.180.2", "127.0.180.3"];
     let mut backends = Backend::group(&ips);
     let cluster = start(&backends);
@@ -247,6 +255,7 @@ fn a_failure_seen_first_by_one_agent_moves_all_three_together() {
 /// need, a body that is not the signer's answer.
 #[test]
 fn a_hostile_push_is_refused_and_counts_for_nothing() {
+    let _serial = one_at_a_time();
     use failoverd::cluster::auth::{
         HEADER_AGENT, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIME, Secret, nonce, unix_now,
     };
@@ -342,6 +351,7 @@ fn a_hostile_push_is_refused_and_counts_for_nothing() {
 /// costs stay a handful (bounded), not one per retry interval for as long as the fault lasts.
 #[test]
 fn a_minority_fault_moves_nothing_and_costs_bounded_extra_probes() {
+    let _serial = one_at_a_time();
     use common::netns::Netns;
     let net = Netns::create(3);
     let ips: Vec<String> = net.hosts().map(|i| net.host_ip(i).to_string()).collect();
@@ -362,48 +372,15 @@ fn a_minority_fault_moves_nothing_and_costs_bounded_extra_probes() {
             net.can_connect(i, ip, 8080)
         });
     }
-    let yaml = |me: usize| {
-        let mut y = format!(
-            "zone: {ZONE}\nself: node{me}\ndns: {{ listen: [\"{ip}:5353\"], ttl: 5s }}\n\
-             dashboard: {{ listen: \"{ip}:8081\" }}\n\
-             cluster: {{ listen: \"{ip}:8053\", period: 2s }}\n\
-             defaults: {{ interval: 1s, retry_interval: 100ms, timeout: 100ms, fall: 2, rise: 2 }}\nnodes:\n",
-            ip = ips[me - 1]
-        );
-        for (i, ip) in ips.iter().enumerate() {
-            y.push_str(&format!(
-                "  - {{ id: node{}, address: {ip}, priority: {} }}\n",
-                i + 1,
-                30 - 10 * i
-            ));
-        }
-        y.push_str("checks:\n  - { id: web, type: http, url: \"http://{address}:8080/\" }\nhostnames:\n  - { name: app, checks: [web] }\n");
-        y
-    };
-    let mut agents: Vec<AgentProcess> = net
-        .hosts()
-        .map(|i| {
-            let mut launcher = net.command(i, binary());
-            launcher.env("FAILOVERD_CLUSTER_SECRET", SECRET);
-            let dir = tempfile::tempdir().unwrap();
-            let state = dir.path().join("state");
-            let dns: SocketAddr = format!("{}:5353", ips[i - 1]).parse().unwrap();
-            AgentProcess::start_with(launcher, dir, state, &yaml(i), dns)
-        })
-        .collect();
-    for (k, agent) in agents.iter_mut().enumerate() {
-        net.wait_agent_ready(k + 1, agent, &format!("app.{ZONE}"));
-    }
-    let answers = |agents: &[AgentProcess]| -> Vec<Vec<String>> {
-        agents
-            .iter()
-            .enumerate()
-            .map(|(k, a)| {
-                net.dig(k + 1, a.dns, &format!("app.{ZONE}"), "A", &[])
-                    .answers
-            })
-            .collect()
-    };
+    let agents = net.start_cluster(
+        &ips,
+        ZONE,
+        SECRET,
+        "{ip}:8081",
+        "period: 2s",
+        "interval: 1s, retry_interval: 100ms, timeout: 100ms, fall: 2, rise: 2",
+    );
+    let answers = |agents: &[AgentProcess]| net.answers(agents, ZONE);
     let extra = |i: usize| -> u64 {
         let out = net
             .command(i, "curl")

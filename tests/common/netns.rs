@@ -308,6 +308,68 @@ impl Netns {
         AgentProcess::start_with(self.command(i, binary()), dir, state_dir, config_yaml, dns)
     }
 
+    /// One agent per host, each node `i` on `ips[i - 1]` (priorities 30, 20, 10 …), one HTTP
+    /// check `web` on port 8080 and one hostname `app`; `dashboard` is the dashboard's listen
+    /// address (`{ip}` is the host's), `cluster` and `defaults` the inside of those sections.
+    /// Started with the cluster secret, and waited for until each answers DNS.
+    pub fn start_cluster(
+        &self,
+        ips: &[String],
+        zone: &str,
+        secret: &str,
+        dashboard: &str,
+        cluster: &str,
+        defaults: &str,
+    ) -> Vec<AgentProcess> {
+        let yaml = |me: usize| {
+            let ip = &ips[me - 1];
+            let mut y = format!(
+                "zone: {zone}\nself: node{me}\ndns: {{ listen: [\"{ip}:5353\"], ttl: 5s }}\n\
+                 dashboard: {{ listen: \"{dashboard}\" }}\n\
+                 cluster: {{ listen: \"{ip}:8053\", {cluster} }}\n\
+                 defaults: {{ {defaults} }}\nnodes:\n",
+                dashboard = dashboard.replace("{ip}", ip)
+            );
+            for (i, ip) in ips.iter().enumerate() {
+                y.push_str(&format!(
+                    "  - {{ id: node{}, address: {ip}, priority: {} }}\n",
+                    i + 1,
+                    30 - 10 * i
+                ));
+            }
+            y.push_str("checks:\n  - { id: web, type: http, url: \"http://{address}:8080/\" }\nhostnames:\n  - { name: app, checks: [web] }\n");
+            y
+        };
+        let mut agents: Vec<AgentProcess> = self
+            .hosts()
+            .map(|i| {
+                let mut launcher = self.command(i, binary());
+                launcher.env("FAILOVERD_CLUSTER_SECRET", secret);
+                let dir = tempfile::tempdir().unwrap();
+                let state = dir.path().join("state");
+                let dns: SocketAddr = format!("{}:5353", ips[i - 1]).parse().unwrap();
+                AgentProcess::start_with(launcher, dir, state, &yaml(i), dns)
+            })
+            .collect();
+        for (k, agent) in agents.iter_mut().enumerate() {
+            self.wait_agent_ready(k + 1, agent, &format!("app.{zone}"));
+        }
+        agents
+    }
+
+    /// What `app.<zone>` answers on each agent, each asked from its own host (the namespaces
+    /// have no route to each other's DNS from outside, and none is needed).
+    pub fn answers(&self, agents: &[AgentProcess], zone: &str) -> Vec<Vec<String>> {
+        agents
+            .iter()
+            .enumerate()
+            .map(|(k, a)| {
+                self.dig(k + 1, a.dns, &format!("app.{zone}"), "A", &[])
+                    .answers
+            })
+            .collect()
+    }
+
     /// `AgentProcess::wait_ready` for an agent in a namespace: asks from host `from` (any host
     /// on the bridge, or the agent's own) until the answer is not SERVFAIL; 15 s at most.
     pub fn wait_agent_ready(&self, from: usize, agent: &mut AgentProcess, name: &str) {
