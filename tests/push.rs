@@ -357,21 +357,7 @@ fn a_minority_fault_moves_nothing_and_costs_bounded_extra_probes() {
     let ips: Vec<String> = net.hosts().map(|i| net.host_ip(i).to_string()).collect();
     let www = tempfile::tempdir().unwrap();
     std::fs::write(www.path().join("index.html"), "Sign in").unwrap();
-    let mut servers = Vec::new();
-    for i in net.hosts() {
-        let mut cmd = net.command(i, "/usr/bin/python3");
-        cmd.args(["-m", "http.server", "8080", "--bind", &ips[i - 1]])
-            .current_dir(www.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        servers.push(cmd.spawn().expect("python3 http.server in the namespace"));
-    }
-    for i in net.hosts() {
-        let ip: std::net::IpAddr = ips[i - 1].parse().unwrap();
-        wait_until(Duration::from_secs(10), "the web servers to listen", || {
-            net.can_connect(i, ip, 8080)
-        });
-    }
+    let servers = net.web_servers(8080, www.path());
     let agents = net.start_cluster(
         &ips,
         ZONE,

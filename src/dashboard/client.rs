@@ -51,8 +51,17 @@ pub(crate) fn local_client() -> Result<reqwest::Client, reqwest::Error> {
 /// Fetches the status from the dashboard at `base` (e.g. `http://127.0.0.1:81`).
 /// Returns the parsed view and the JSON as sent.
 pub async fn fetch(base: &str) -> Result<(StatusView, String), StatusError> {
+    fetch_json(base, "/api/v1/status").await
+}
+
+/// GETs `path` (`/api/v1/status`, `/api/v1/history`) from the dashboard at `base`; returns it
+/// parsed and the JSON sent, or why not in the operator's words.
+pub async fn fetch_json<T: serde::de::DeserializeOwned>(
+    base: &str,
+    path: &str,
+) -> Result<(T, String), StatusError> {
     let base = base.trim_end_matches('/');
-    let url = reqwest::Url::parse(&format!("{base}/api/v1/status"))
+    let url = reqwest::Url::parse(&format!("{base}{path}"))
         .map_err(|_| StatusError::BadUrl(base.to_string()))?;
     let target = match (url.host_str(), url.port_or_known_default()) {
         (Some(host), Some(port)) => format!("{host}:{port}"),

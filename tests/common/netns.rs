@@ -207,6 +207,22 @@ impl Netns {
             .expect("start python3 -m http.server in the namespace")
     }
 
+    /// `http_server` on every host, serving `dir` on `port`; returns once each listens (10 s
+    /// at most each).
+    pub fn web_servers(&self, port: u16, dir: &Path) -> Vec<std::process::Child> {
+        let servers: Vec<_> = self
+            .hosts()
+            .map(|i| self.http_server(i, port, dir))
+            .collect();
+        for i in self.hosts() {
+            let ip = self.host_ip(i);
+            wait_until(Duration::from_secs(10), "the web servers to listen", || {
+                self.can_connect(i, ip, port)
+            });
+        }
+        servers
+    }
+
     /// Runs `program args…` inside host `i` and waits for it, at most `deadline` (then kills it
     /// and returns an error).
     pub fn run(

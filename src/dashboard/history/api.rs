@@ -64,33 +64,15 @@ pub fn timeline(published: &Published) -> Timeline {
 
 /// Fetches `/api/v1/history` from the dashboard at `base`; returns the view and the JSON sent.
 pub async fn fetch(base: &str) -> Result<(HistoryView, String), String> {
-    let base = base.trim_end_matches('/');
-    let target = base.trim_start_matches("http://").to_string();
-    let client = crate::dashboard::client::local_client().map_err(|e| e.to_string())?;
-    let unreachable = |e: reqwest::Error| {
-        format!(
-            "no agent answering on {target}: {} — is failoverd running?",
-            crate::check::describe_error(&e)
-        )
-    };
-    let response = client
-        .get(format!("{base}/api/v1/history"))
-        .send()
+    use crate::dashboard::client::{StatusError, fetch_json};
+    fetch_json(base, "/api/v1/history")
         .await
-        .map_err(unreachable)?;
-    let status = response.status();
-    let body = response.text().await.map_err(unreachable)?;
-    if !status.is_success() {
-        return Err(format!(
-            "the agent on {target} answered HTTP {}: {}",
-            status.as_u16(),
-            body.trim().chars().take(300).collect::<String>()
-        ));
-    }
-    let view = serde_json::from_str(&body).map_err(|e| {
-        format!("the agent on {target} sent a history this version cannot read: {e} (an agent older than this command has no /api/v1/history)")
-    })?;
-    Ok((view, body))
+        .map_err(|e| match e {
+            StatusError::Parse { target, reason } => format!(
+                "the agent on {target} sent a history this version cannot read: {reason} (an agent older than this command has no /api/v1/history)"
+            ),
+            other => other.to_string(),
+        })
 }
 
 /// `GET /history`: the timeline alone, for a bookmark or a screenshot.
