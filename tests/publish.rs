@@ -626,7 +626,12 @@ fn a_wrong_key_changes_nothing_and_is_reported() {
             .count();
         assert_eq!(count, 1, "{:?} reported once: {events:?}", s.kind);
     }
-    std::thread::sleep(Duration::from_secs(1));
+    // The agent goes on trying (with backoff): once it has been refused again, nothing it sent
+    // may have changed a record.
+    let failures = metric(dashboard, "failoverd_publish_update_failures_total");
+    wait_until(Duration::from_secs(10), "the agent to try again", || {
+        metric(dashboard, "failoverd_publish_update_failures_total") >= failures + 2.0
+    });
     for s in &setup.servers {
         assert_eq!(
             s.addresses(),
@@ -768,8 +773,14 @@ fn only_the_notifying_agent_of_a_cluster_writes() {
     let mut first = start("node1", &node1);
     let second = start("node2", &node2);
     wait_all(&setup.servers, &node1, Duration::from_secs(10), &first);
-    // Both read back for a while; only node1 has written.
-    std::thread::sleep(Duration::from_secs(2));
+    // Both read back for a while (node2 several times: it checks, it does not write); only
+    // node1 has written.
+    let read_back = metric(second.dns, "failoverd_publish_queries_total");
+    wait_until(
+        Duration::from_secs(10),
+        "node2 to read the records back",
+        || metric(second.dns, "failoverd_publish_queries_total") >= read_back + 4.0,
+    );
     assert!(first.log_text().contains("published by dynamic update"));
     assert!(
         !second.log_text().contains("published by dynamic update"),
