@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use hickory_proto::op::{Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::opt::ClientSubnet;
 use hickory_proto::rr::{DNSClass, LowerName, Name, Record, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use hickory_server::net::runtime::TokioTime;
@@ -176,6 +177,9 @@ struct Question {
     dnssec_ok: bool,
 }
 
+/// The EDNS option code of a client subnet (RFC 7871).
+const EDNS_CLIENT_SUBNET: u16 = 8;
+
 /// Parses a plain query into `name` (lowercased); `None` sends it down the slow path.
 fn parse(q: &[u8], name: &mut Vec<u8>) -> Option<Question> {
     if q.len() < 17 || q[2] & 0xF8 != 0 || q[3] & 0x0F != 0 {
@@ -221,11 +225,18 @@ fn parse(q: &[u8], name: &mut Vec<u8>) -> Option<Question> {
             return None;
         }
         // Each option is code, length and that many bytes, filling the rdata exactly; anything
-        // else is malformed and left to hickory's parser (found by fuzz/dns_query).
+        // else is malformed and left to hickory's parser (found by fuzz/dns_query). A client
+        // subnet (ECS, code 8) must also read as one, as hickory reads it: a malformed one is
+        // FORMERR (RFC 7871 §7.1.1), which only the slow path answers (also found by fuzzing).
         let mut options = &q[end + 11..];
         while !options.is_empty() {
+            let code = u16::from_be_bytes([*options.first()?, *options.get(1)?]);
             let len = usize::from(u16::from_be_bytes([*options.get(2)?, *options.get(3)?]));
-            options = options.get(4 + len..)?;
+            let data = options.get(4..4 + len)?;
+            if code == EDNS_CLIENT_SUBNET && ClientSubnet::try_from(data).is_err() {
+                return None;
+            }
+            options = &options[4 + len..];
         }
         Some((u16::from_be_bytes([opt[3], opt[4]]), opt[7] & 0x80 != 0))
     } else {
@@ -720,6 +731,35 @@ mod tests {
         assert_eq!(parsed.metadata.response_code, ResponseCode::NotImp);
         assert!(parsed.metadata.truncation);
         assert!(parsed.queries.is_empty());
+    }
+
+    /// fuzz/dns_query's finding (the input is in fuzz/corpus/dns_query): an EDNS client subnet
+    /// option of length 0 among well-formed options. The fast path answered it NOERROR while
+    /// hickory's parser, and so every other answer to the same bytes, says FORMERR (RFC 7871
+    /// §7.1.1); now the fast path declines it. A well-formed subnet stays on the fast path.
+    #[test]
+    fn a_malformed_client_subnet_gets_formerr_on_both_paths() {
+        let mut query =
+            b"\x12\x5a\x00\x00\x00\x01\x00\x00\x00\x00\x00\x01\x03app\x02ha\x04test\x00\x00\x01\x00\x01"
+                .to_vec();
+        let opt = |options: &[u8]| {
+            let mut rr = vec![0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0];
+            rr.extend_from_slice(&(options.len() as u16).to_be_bytes());
+            rr.extend_from_slice(options);
+            rr
+        };
+        let mut answerer = answerer();
+        let mut bad = query.clone();
+        bad.extend(opt(b"\x00\x0a\x00\x00\x00\x08\x00\x00\x00\x01\x00\x00"));
+        assert_eq!(answerer.fast(&bad), None, "the fast path declines it");
+        let parsed = hickory_proto::op::Message::from_vec(&answerer.slow(&bad).unwrap()).unwrap();
+        assert_eq!(parsed.metadata.response_code, ResponseCode::FormErr);
+        // 192.0.2.0/24, scope 0: a client subnet as resolvers send it.
+        query.extend(opt(b"\x00\x08\x00\x07\x00\x01\x18\x00\xc0\x00\x02"));
+        let fast = answerer.fast(&query).expect("the fast path answers it");
+        let parsed = hickory_proto::op::Message::from_vec(&fast).unwrap();
+        assert_eq!(parsed.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(parsed.answers.len(), 1);
     }
 
     /// A header claiming 65,535 questions and records, nothing behind it: FORMERR, as hickory
