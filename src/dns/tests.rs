@@ -783,3 +783,92 @@ async fn prebuilt_answers_are_compressed_against_the_question_whatever_its_case(
     assert!(bytes.len() < 450, "{} bytes: not compressed", bytes.len());
     server.shutdown_gracefully().await.unwrap();
 }
+
+/// Issue 13.3: what an answer can amplify, over UDP, as a spoofing attacker measures it (bytes
+/// out / bytes in). The README's table was measured on this 5-node dual-stack zone; before the
+/// minimal ANY and the compressed prebuilt answers, apex ANY gave 13.4× (19.7× with EDNS) and the
+/// EDNS apex NS 17.4×. Whatever the zone and the question, no answer exceeds 1232 bytes, so no
+/// factor exceeds 1232 / 43 (the smallest EDNS query at the apex).
+#[tokio::test]
+async fn amplification_stays_within_the_readme_table_and_the_1232_byte_cap() {
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let factor =
+        |asked: &Message, bytes: &[u8]| bytes.len() as f64 / asked.to_vec().unwrap().len() as f64;
+    let served = |zone: Zone| {
+        let sockets = DnsSockets::bind(&["127.0.0.1:0".parse().unwrap()]).unwrap();
+        let addr = sockets.local_addrs()[0];
+        let server = sockets
+            .serve(
+                Arc::new(ArcSwap::from_pointee(Answers::new(zone))),
+                Arc::default(),
+            )
+            .unwrap();
+        (addr, server)
+    };
+
+    let (addr, mut server) = served(wide_zone(5));
+    let table: [(&str, RecordType, Option<u16>, f64); 5] = [
+        ("ha.example.com.", RecordType::ANY, None, 2.8),
+        ("ha.example.com.", RecordType::ANY, Some(1232), 2.3),
+        ("ha.example.com.", RecordType::NS, None, 11.5),
+        ("ha.example.com.", RecordType::NS, Some(1232), 8.8),
+        ("wide.ha.example.com.", RecordType::ANY, None, 1.6),
+    ];
+    for (name, qtype, edns, most) in table {
+        let mut asked = query(name, qtype);
+        if let Some(size) = edns {
+            asked = with_edns(asked, size, false);
+        }
+        let bytes = udp_bytes(&client, addr, &asked).await;
+        let got = factor(&asked, &bytes);
+        println!("{name} {qtype} EDNS {edns:?}: {} B, {got:.1}×", bytes.len());
+        assert!(
+            got <= most + 0.05,
+            "{name} {qtype} {edns:?}: {got:.2}× > {most}×"
+        );
+    }
+    server.shutdown_gracefully().await.unwrap();
+
+    let types = [
+        RecordType::ANY,
+        RecordType::NS,
+        RecordType::SOA,
+        RecordType::A,
+        RecordType::AAAA,
+        RecordType::TXT,
+        RecordType::MX,
+        RecordType::SRV,
+        RecordType::CAA,
+        RecordType::DNSKEY,
+        RecordType::HINFO,
+    ];
+    let mut worst = 0.0f64;
+    for nodes in [1, 5, 30] {
+        let (addr, mut server) = served(wide_zone(nodes));
+        for name in [
+            "ha.example.com.",
+            "wide.ha.example.com.",
+            "ns-n1.ha.example.com.",
+        ] {
+            for qtype in types {
+                for edns in [None, Some(512), Some(1232), Some(4096)] {
+                    let mut asked = query(name, qtype);
+                    if let Some(size) = edns {
+                        asked = with_edns(asked, size, false);
+                    }
+                    let bytes = udp_bytes(&client, addr, &asked).await;
+                    let allowed = edns.map_or(512, |s| usize::from(s.clamp(512, 1232)));
+                    assert!(
+                        bytes.len() <= allowed,
+                        "{nodes} nodes, {name} {qtype} {edns:?}: {} B",
+                        bytes.len()
+                    );
+                    worst = worst.max(factor(&asked, &bytes));
+                }
+            }
+        }
+        server.shutdown_gracefully().await.unwrap();
+    }
+    println!("worst factor over 1, 5 and 30 nodes: {worst:.1}×");
+    assert!(worst <= 1232.0 / 43.0, "{worst:.1}×");
+}
