@@ -146,6 +146,27 @@ mod tests {
     use Quorum::*;
     use State::{Down, Unknown, Up};
 
+    /// Issue 13.7: `interval × 3 + timeout + period` overflowed with the durations validation
+    /// now refuses, and panicked the health task; it saturates instead.
+    #[test]
+    fn freshness_saturates_instead_of_overflowing() {
+        let timing = |interval, timeout| Timing {
+            interval,
+            retry_interval: Duration::from_secs(1),
+            timeout,
+            fall: 2,
+            rise: 2,
+        };
+        let one = Duration::from_secs(1);
+        assert_eq!(freshness(&timing(one, one), one), Duration::from_secs(5));
+        let huge = Duration::from_secs(7_000_000_000_000_000_000);
+        assert_eq!(freshness(&timing(huge, one), one), Duration::MAX);
+        assert_eq!(
+            freshness(&timing(one, Duration::MAX), Duration::MAX),
+            Duration::MAX
+        );
+    }
+
     #[test]
     fn with_witnesses_a_majority_of_all_agents_is_needed_to_move() {
         // (agents, votes, previous, state): two nodes and a witness are 3 agents.
