@@ -23,7 +23,7 @@ FAILOVERD_TEST_BINARY=$PWD/target/release/failoverd \
   echo "FAILOVERD_TEST_BINARY=target/release/failoverd. Lines the tests print:"
   echo
   echo '```'
-  grep -E '^(test |.*(RSS|fds|descriptors|failover|took|ms|MiB|closed|lines|packets))' "$log" \
+  grep -E '^(test |.*(caps|RSS|fds|descriptors|failover|took|ms|MiB|closed|lines|packets))' "$log" \
     | grep -v '^test result' | head -200
   grep '^test result' "$log"
   echo '```'

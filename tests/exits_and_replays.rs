@@ -83,7 +83,7 @@ fn start(ips: [&str; 2]) -> Running {
         "zone: {ZONE}\nself: node1\ndns: {{ listen: [\"{ip}:{dns_port}\"], ttl: 5s }}\n\
          dashboard: {{ listen: \"{ip}:{dash_port}\" }}\n\
          cluster: {{ listen: \"{ip}:{peer_port}\", period: 200ms }}\n\
-         defaults: {{ interval: 300ms, retry_interval: 100ms, timeout: 200ms }}\nnodes:\n"
+         defaults: {{ interval: 300ms, retry_interval: 200ms, timeout: 150ms }}\nnodes:\n"
     );
     yaml.push_str(&common::nodes_yaml(&backends));
     yaml.push_str(&format!(
