@@ -13,7 +13,7 @@
 //!
 //! | question                                         | path |
 //! |--------------------------------------------------|------|
-//! | QR=0, opcode QUERY, 1 question, no answer/authority, at most an OPT (version 0) | fast if the rest holds |
+//! | QR=0, opcode QUERY, 1 question, no answer/authority, at most an OPT (version 0) whose options (a client subnet among them) read whole | fast if the rest holds |
 //! | class IN, name in the zone, not AXFR/IXFR/OPT/MAILA/MAILB                   | fast |
 //! | response fits the client's size (512 or its EDNS size, at most 1232)        | fast |
 //! | anything else                                    | hickory handler (REFUSED, FORMERR, NOTIMP, BADVERS, truncation) |
