@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The bounded attacks of issue 13, run against the release binary: the same end-to-end tests CI
-# runs against the debug build (tests/connections.rs, tests/hostile.rs, tests/wire.rs), pointed
+# runs against the debug build (tests/connections.rs, hostile.rs, wire.rs, exits_and_replays.rs,
+# and the state-dir tests of agent.rs and the closed-stdout test of cli.rs), pointed
 # at target/release/failoverd through FAILOVERD_TEST_BINARY. Every attack is bounded in count
 # and time and stays on loopback; each test asserts that failover (or answering) still works.
 # Writes bench/results/attacks-<UTC time>.md with the measured lines the tests print.
@@ -13,13 +14,19 @@ stamp=$(date -u +%Y-%m-%dT%H%MZ)
 out=bench/results/attacks-$stamp.md
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-FAILOVERD_TEST_BINARY=$PWD/target/release/failoverd \
-  cargo test --test connections --test hostile --test wire -- --nocapture --test-threads=1 \
-  >"$log" 2>&1 || { tail -60 "$log"; echo "bench/attacks.sh: an attack test failed" >&2; exit 1; }
+export FAILOVERD_TEST_BINARY=$PWD/target/release/failoverd
+{
+  cargo test --test connections --test hostile --test wire --test exits_and_replays -- \
+    --nocapture --test-threads=1
+  # The full state dir and the planted symlinks (points 8 and 11), a closed stdout (13).
+  cargo test --test agent -- --nocapture --test-threads=1 a_full_state_dir planted_symlinks
+  cargo test --test cli -- --nocapture stdout_is_closed
+} >"$log" 2>&1 || { tail -60 "$log"; echo "bench/attacks.sh: an attack test failed" >&2; exit 1; }
 {
   echo "# Attacks against the release binary ($stamp, $(git rev-parse --short HEAD))"
   echo
-  echo "\`bench/attacks.sh\`: tests/connections.rs, tests/hostile.rs and tests/wire.rs with"
+  echo "\`bench/attacks.sh\`: tests/connections.rs, hostile.rs, wire.rs, exits_and_replays.rs, the"
+  echo "state-dir tests of agent.rs and the closed-stdout test of cli.rs, with"
   echo "FAILOVERD_TEST_BINARY=target/release/failoverd. Lines the tests print:"
   echo
   echo '```'
