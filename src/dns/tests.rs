@@ -629,6 +629,19 @@ fn wide_zone(n: usize) -> Zone {
     build(&config, &[all], 42)
 }
 
+/// `zone` served on a fresh loopback port (UDP and TCP): the address and the server to shut down.
+fn serve_on_loopback(zone: Zone) -> (SocketAddr, super::DnsServer) {
+    let sockets = DnsSockets::bind(&["127.0.0.1:0".parse().unwrap()]).unwrap();
+    let addr = sockets.local_addrs()[0];
+    let server = sockets
+        .serve(
+            Arc::new(ArcSwap::from_pointee(Answers::new(zone))),
+            Arc::default(),
+        )
+        .unwrap();
+    (addr, server)
+}
+
 /// Decodes a whole message as a strict parser does (dnspython, kdig): every count honoured and
 /// not one byte left over.
 fn strict(bytes: &[u8]) -> Message {
@@ -675,14 +688,7 @@ fn with_edns(mut m: Message, size: u16, dnssec_ok: bool) -> Message {
 
 #[tokio::test]
 async fn udp_answers_too_large_are_whole_messages_with_tc_and_the_opt() {
-    let sockets = DnsSockets::bind(&["127.0.0.1:0".parse().unwrap()]).unwrap();
-    let addr = sockets.local_addrs()[0];
-    let mut server = sockets
-        .serve(
-            Arc::new(ArcSwap::from_pointee(Answers::new(wide_zone(45)))),
-            Arc::default(),
-        )
-        .unwrap();
+    let (addr, mut server) = serve_on_loopback(wide_zone(45));
     let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let wide = "wide.ha.example.com.";
     // (question, EDNS size, whether the whole answer fits): 45 A are ~740 bytes, 45 AAAA
@@ -735,14 +741,7 @@ async fn udp_answers_too_large_are_whole_messages_with_tc_and_the_opt() {
 
 #[tokio::test]
 async fn the_do_bit_is_copied_back_on_both_paths_and_only_when_set() {
-    let sockets = DnsSockets::bind(&["127.0.0.1:0".parse().unwrap()]).unwrap();
-    let addr = sockets.local_addrs()[0];
-    let mut server = sockets
-        .serve(
-            Arc::new(ArcSwap::from_pointee(Answers::new(zone()))),
-            Arc::default(),
-        )
-        .unwrap();
+    let (addr, mut server) = serve_on_loopback(zone());
     let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     // A prebuilt answer (fast path) and a name outside the zone (the hickory handler).
     for name in ["app.ha.example.com.", "example.org."] {
@@ -758,14 +757,7 @@ async fn the_do_bit_is_copied_back_on_both_paths_and_only_when_set() {
 
 #[tokio::test]
 async fn prebuilt_answers_are_compressed_against_the_question_whatever_its_case() {
-    let sockets = DnsSockets::bind(&["127.0.0.1:0".parse().unwrap()]).unwrap();
-    let addr = sockets.local_addrs()[0];
-    let mut server = sockets
-        .serve(
-            Arc::new(ArcSwap::from_pointee(Answers::new(wide_zone(5)))),
-            Arc::default(),
-        )
-        .unwrap();
+    let (addr, mut server) = serve_on_loopback(wide_zone(5));
     let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     // 5 NS and 10 glue: 748 bytes uncompressed, so the prebuilt answer (which fits 1232
     // either way) shows whether it was compressed. With the client's case (0x20) every
@@ -794,19 +786,7 @@ async fn amplification_stays_within_the_readme_table_and_the_1232_byte_cap() {
     let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let factor =
         |asked: &Message, bytes: &[u8]| bytes.len() as f64 / asked.to_vec().unwrap().len() as f64;
-    let served = |zone: Zone| {
-        let sockets = DnsSockets::bind(&["127.0.0.1:0".parse().unwrap()]).unwrap();
-        let addr = sockets.local_addrs()[0];
-        let server = sockets
-            .serve(
-                Arc::new(ArcSwap::from_pointee(Answers::new(zone))),
-                Arc::default(),
-            )
-            .unwrap();
-        (addr, server)
-    };
-
-    let (addr, mut server) = served(wide_zone(5));
+    let (addr, mut server) = serve_on_loopback(wide_zone(5));
     let table: [(&str, RecordType, Option<u16>, f64); 5] = [
         ("ha.example.com.", RecordType::ANY, None, 2.8),
         ("ha.example.com.", RecordType::ANY, Some(1232), 2.3),
@@ -844,7 +824,7 @@ async fn amplification_stays_within_the_readme_table_and_the_1232_byte_cap() {
     ];
     let mut worst = 0.0f64;
     for nodes in [1, 5, 30] {
-        let (addr, mut server) = served(wide_zone(nodes));
+        let (addr, mut server) = serve_on_loopback(wide_zone(nodes));
         for name in [
             "ha.example.com.",
             "wide.ha.example.com.",
